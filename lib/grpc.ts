@@ -1,0 +1,458 @@
+// The gRPC transport (@grpc/grpc-js). The server side serves BoundServices plus grpc.health.v1,
+// server reflection and ObservabilityService; the client side carries deadlines, cancellation,
+// keepalive and message-size limits, and retries idempotent calls (proto idempotency_level) that
+// fail with UNAVAILABLE. Failures travel as google.rpc.Status with an astra ErrorDetail inside, in
+// the standard `grpc-status-details-bin` trailer, so grpcurl shows them too.
+import * as grpc from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import { Buffer } from "node:buffer";
+import { once } from "node:events";
+import {
+  create,
+  type DescFile,
+  type DescMessage,
+  type DescMethod,
+  fromBinary,
+  type Message,
+  toBinary,
+} from "@bufbuild/protobuf";
+import { anyPack, FileDescriptorProtoSchema, MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
+import { StatusSchema } from "../gen/google/rpc/status_pb.ts";
+import { ErrorDetailSchema } from "../gen/astra/common/v1/errors_pb.ts";
+import { AstraError, Code, Errno, toAstraError } from "./errors.ts";
+import { cancelledError } from "./inproc.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "./config.ts";
+import { type CallContext, type CallOptions, methodPath, type Transport } from "./rpc.ts";
+import type { BoundService } from "./server.ts";
+import { logger } from "./log.ts";
+
+const DETAILS_KEY = "grpc-status-details-bin";
+const ERROR_DETAIL_TYPE_URL = `type.googleapis.com/${ErrorDetailSchema.typeName}`;
+
+function serializer(desc: DescMessage) {
+  return (msg: Message) => {
+    const bytes = toBinary(desc, msg);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+function deserializer(desc: DescMessage) {
+  return (buf: Buffer) => fromBinary(desc, buf);
+}
+
+/** A thrown AstraError as the status object grpc-js sends. */
+function toStatus(err: AstraError): grpc.StatusObject {
+  const metadata = new grpc.Metadata();
+  const status = create(StatusSchema, {
+    code: err.code,
+    message: err.message,
+    details: [anyPack(ErrorDetailSchema, err.detail)],
+  });
+  metadata.set(DETAILS_KEY, Buffer.from(toBinary(StatusSchema, status)));
+  return { code: err.code as number as grpc.status, details: err.message, metadata };
+}
+
+const ERRNO_FOR_BARE_STATUS: Partial<Record<Code, Errno>> = {
+  [Code.CANCELLED]: Errno.ECANCELED,
+  [Code.DEADLINE_EXCEEDED]: Errno.ETIMEDOUT,
+  [Code.UNAVAILABLE]: Errno.ECONNREFUSED,
+  [Code.RESOURCE_EXHAUSTED]: Errno.E2BIG,
+  [Code.UNIMPLEMENTED]: Errno.ENOSYS,
+};
+
+/** A grpc-js error as an AstraError: the server's detail if it sent one, else one derived from the code. */
+export function fromServiceError(e: unknown): AstraError {
+  const err = e as Partial<grpc.ServiceError>;
+  if (typeof err?.code !== "number") return toAstraError(e);
+  const raw = err.metadata?.get(DETAILS_KEY)?.[0];
+  if (raw instanceof Uint8Array) {
+    try {
+      const status = fromBinary(StatusSchema, raw);
+      const any = status.details.find((d) => d.typeUrl === ERROR_DETAIL_TYPE_URL);
+      if (any) return AstraError.fromDetail(err.code as number as Code, fromBinary(ErrorDetailSchema, any.value));
+    } catch {
+      // A malformed detail falls through to the bare status.
+    }
+  }
+  const code = err.code as number as Code;
+  return new AstraError(code, ERRNO_FOR_BARE_STATUS[code] ?? Errno.EIO, err.details || Code[code]);
+}
+
+function textMetadata(md: grpc.Metadata): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(md.getMap())) if (typeof v === "string") out[k] = v;
+  return out;
+}
+
+function fileClosure(files: Iterable<DescFile>): DescFile[] {
+  const seen = new Set<DescFile>();
+  const order: DescFile[] = [];
+  const visit = (f: DescFile) => {
+    if (seen.has(f)) return;
+    seen.add(f);
+    f.dependencies.forEach(visit);
+    order.push(f);
+  };
+  for (const f of files) visit(f);
+  return order;
+}
+
+type ServerCall =
+  | grpc.ServerUnaryCall<Message, Message>
+  | grpc.ServerReadableStream<Message, Message>
+  | grpc.ServerWritableStream<Message, Message>
+  | grpc.ServerDuplexStream<Message, Message>;
+
+export interface GrpcServerOptions {
+  maxMessageBytes?: number;
+}
+
+export class GrpcServer {
+  private readonly server: grpc.Server;
+  private readonly health = new HealthImplementation({ "": "NOT_SERVING" });
+  private readonly services: BoundService[] = [];
+  private readonly log;
+
+  constructor(readonly name: string, opts: GrpcServerOptions = {}) {
+    const limit = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.server = new grpc.Server({
+      "grpc.max_receive_message_length": limit,
+      "grpc.max_send_message_length": limit,
+      "grpc.keepalive_permit_without_calls": 1,
+    });
+    this.log = logger(name);
+  }
+
+  add(bound: BoundService): void {
+    this.services.push(bound);
+    this.health.setStatus(bound.desc.typeName, "NOT_SERVING");
+    const definition: Record<string, grpc.MethodDefinition<Message, Message>> = {};
+    const handlers: grpc.UntypedServiceImplementation = {};
+    for (const [path, m] of bound.methods) {
+      const { method } = m;
+      const requestStream = method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming";
+      const responseStream = method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming";
+      definition[method.name] = {
+        path,
+        requestStream,
+        responseStream,
+        requestSerialize: serializer(method.input),
+        requestDeserialize: deserializer(method.input),
+        responseSerialize: serializer(method.output),
+        responseDeserialize: deserializer(method.output),
+        originalName: method.localName,
+      };
+      handlers[method.name] = this.handler(bound.service, method, m.call);
+    }
+    this.server.addService(definition, handlers);
+  }
+
+  private context(
+    service: string,
+    method: DescMethod,
+    call: ServerCall,
+  ): CallContext {
+    const controller = new AbortController();
+    (call as grpc.ServerUnaryCall<Message, Message>).on("cancelled", () => controller.abort(cancelledError()));
+    const deadline = call.getDeadline();
+    const ms = deadline instanceof Date ? deadline.getTime() : deadline;
+    return {
+      service,
+      method,
+      metadata: textMetadata(call.metadata),
+      signal: controller.signal,
+      deadline: Number.isFinite(ms) ? ms : undefined,
+      peer: call.getPeer(),
+    };
+  }
+
+  private handler(
+    service: string,
+    method: DescMethod,
+    invoke: (input: unknown, ctx: CallContext) => Promise<Message> | AsyncIterable<Message>,
+  ) {
+    const fail = (e: unknown) => toStatus(toAstraError(e, service));
+    switch (method.methodKind) {
+      case "unary":
+        return (call: grpc.ServerUnaryCall<Message, Message>, callback: grpc.sendUnaryData<Message>) => {
+          (invoke(call.request, this.context(service, method, call)) as Promise<Message>).then(
+            (reply) => callback(null, reply),
+            (e) => callback(fail(e)),
+          );
+        };
+      case "client_streaming":
+        return (call: grpc.ServerReadableStream<Message, Message>, callback: grpc.sendUnaryData<Message>) => {
+          (invoke(requests(call), this.context(service, method, call)) as Promise<Message>).then(
+            (reply) => callback(null, reply),
+            (e) => callback(fail(e)),
+          );
+        };
+      case "server_streaming":
+        return (call: grpc.ServerWritableStream<Message, Message>) =>
+          pump(invoke(call.request, this.context(service, method, call)) as AsyncIterable<Message>, call, fail);
+      case "bidi_streaming":
+        return (call: grpc.ServerDuplexStream<Message, Message>) =>
+          pump(invoke(requests(call), this.context(service, method, call)) as AsyncIterable<Message>, call, fail);
+    }
+  }
+
+  /** Binds `address` ("host:port", "[::]:0", "unix:/path"); returns the address actually bound. */
+  async listen(address: string): Promise<string> {
+    const files = fileClosure(this.services.map((s) => s.desc.file));
+    const fileDescriptorProtos = files.map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)));
+    const healthDefinition = loadSync(healthProtoPath, { keepCase: true });
+    new ReflectionService({ ...healthDefinition, "astra.files": { fileDescriptorProtos } } as never)
+      .addToServer(this.server);
+    this.health.addToServer(this.server);
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => err ? reject(err) : resolve(p))
+    );
+    if (address.startsWith("unix:")) return address;
+    const host = address.slice(0, address.lastIndexOf(":"));
+    return `${host}:${port}`;
+  }
+
+  /** Marks every service (and the server as a whole) SERVING or NOT_SERVING for health checks. */
+  setServing(serving: boolean): void {
+    const status = serving ? "SERVING" : "NOT_SERVING";
+    this.health.setStatus("", status);
+    for (const s of this.services) this.health.setStatus(s.desc.typeName, status);
+  }
+
+  /** Stops accepting calls, lets running ones finish for up to `graceMs`, then cuts the rest. */
+  async shutdown(graceMs = 2000): Promise<void> {
+    this.setServing(false);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.log.warn("forcing shutdown: calls still running", { graceMs });
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+/**
+ * The request messages of a client-streaming or bidi call. Node's default stream iterator destroys
+ * the whole duplex when the requests end, which would abort the replies still to be sent.
+ */
+function requests(call: grpc.ServerReadableStream<Message, Message> | grpc.ServerDuplexStream<Message, Message>) {
+  return call.iterator({ destroyOnReturn: false }) as AsyncIterable<Message>;
+}
+
+async function pump(
+  replies: AsyncIterable<Message>,
+  call: grpc.ServerWritableStream<Message, Message> | grpc.ServerDuplexStream<Message, Message>,
+  fail: (e: unknown) => grpc.StatusObject,
+): Promise<void> {
+  try {
+    for await (const reply of replies) {
+      if (call.cancelled) return;
+      if (!call.write(reply)) await once(call, "drain");
+    }
+    call.end();
+  } catch (e) {
+    if (!call.cancelled) call.emit("error", fail(e));
+  }
+}
+
+export interface GrpcTransportOptions {
+  maxMessageBytes?: number;
+  /** Attempts for idempotent unary calls that fail with UNAVAILABLE (first try included). */
+  maxAttempts?: number;
+}
+
+const RETRY_BASE_MS = 50;
+
+function deadlineOf(opts: CallOptions): number {
+  return opts.timeoutMs !== undefined ? Date.now() + opts.timeoutMs : Infinity;
+}
+
+function metadataOf(opts: CallOptions): grpc.Metadata {
+  const md = new grpc.Metadata();
+  for (const [k, v] of Object.entries(opts.metadata ?? {})) md.set(k, v);
+  return md;
+}
+
+function isIdempotent(method: DescMethod): boolean {
+  return method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS ||
+    method.idempotency === MethodOptions_IdempotencyLevel.IDEMPOTENT;
+}
+
+export class GrpcTransport implements Transport {
+  readonly kind = "grpc";
+  private readonly client: grpc.Client;
+  private readonly maxAttempts: number;
+
+  constructor(readonly address: string, opts: GrpcTransportOptions = {}) {
+    const limit = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.maxAttempts = opts.maxAttempts ?? 5;
+    this.client = new grpc.Client(address, grpc.credentials.createInsecure(), {
+      "grpc.max_receive_message_length": limit,
+      "grpc.max_send_message_length": limit,
+      "grpc.keepalive_time_ms": 30_000,
+      "grpc.keepalive_timeout_ms": 10_000,
+      "grpc.keepalive_permit_without_calls": 1,
+      // grpc-js's own retries are off: idempotency decides, below.
+      "grpc.enable_retries": 0,
+    });
+  }
+
+  private once(method: DescMethod, req: unknown, opts: CallOptions, deadline: number): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      if (opts.signal?.aborted) return reject(cancelledError());
+      const call = this.client.makeUnaryRequest(
+        methodPath(method),
+        serializer(method.input),
+        deserializer(method.output),
+        req as Message,
+        metadataOf(opts),
+        { deadline },
+        (err, reply) => {
+          opts.signal?.removeEventListener("abort", cancel);
+          if (err) reject(fromServiceError(err));
+          else resolve(reply);
+        },
+      );
+      const cancel = () => call.cancel();
+      opts.signal?.addEventListener("abort", cancel, { once: true });
+    });
+  }
+
+  async unary(method: DescMethod, req: unknown, opts: CallOptions): Promise<unknown> {
+    const deadline = deadlineOf(opts);
+    const attempts = isIdempotent(method) ? this.maxAttempts : 1;
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await this.once(method, req, opts, deadline);
+      } catch (e) {
+        const err = e as AstraError;
+        const backoff = RETRY_BASE_MS * 2 ** (attempt - 1) * (0.5 + Math.random() / 2);
+        if (err.code !== Code.UNAVAILABLE || attempt >= attempts || Date.now() + backoff >= deadline) throw err;
+        await new Promise((r) => setTimeout(r, backoff));
+      }
+    }
+  }
+
+  serverStream(method: DescMethod, req: unknown, opts: CallOptions): AsyncIterable<unknown> {
+    const call = this.client.makeServerStreamRequest(
+      methodPath(method),
+      serializer(method.input),
+      deserializer(method.output),
+      req as Message,
+      metadataOf(opts),
+      { deadline: deadlineOf(opts) },
+    );
+    return readReplies(call, opts);
+  }
+
+  clientStream(method: DescMethod, reqs: AsyncIterable<unknown>, opts: CallOptions): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const call = this.client.makeClientStreamRequest(
+        methodPath(method),
+        serializer(method.input),
+        deserializer(method.output),
+        metadataOf(opts),
+        { deadline: deadlineOf(opts) },
+        (err, reply) => err ? reject(fromServiceError(err)) : resolve(reply),
+      );
+      opts.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+      writeRequests(reqs, call);
+    });
+  }
+
+  bidiStream(method: DescMethod, reqs: AsyncIterable<unknown>, opts: CallOptions): AsyncIterable<unknown> {
+    const call = this.client.makeBidiStreamRequest(
+      methodPath(method),
+      serializer(method.input),
+      deserializer(method.output),
+      metadataOf(opts),
+      { deadline: deadlineOf(opts) },
+    );
+    writeRequests(reqs, call);
+    return readReplies(call, opts);
+  }
+
+  /** Resolves when the channel is connected, or rejects at the deadline. */
+  waitForReady(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.client.waitForReady(Date.now() + timeoutMs, (err) => err ? reject(err) : resolve())
+    );
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+async function writeRequests(
+  reqs: AsyncIterable<unknown>,
+  call: grpc.ClientWritableStream<Message> | grpc.ClientDuplexStream<Message, Message>,
+): Promise<void> {
+  try {
+    for await (const req of reqs) {
+      if (!call.write(req as Message)) await once(call, "drain");
+    }
+    call.end();
+  } catch (e) {
+    // A failing request source cancels the call; the reader sees CANCELLED.
+    logger("grpc").debug("request stream failed", { error: String(e) });
+    call.cancel();
+  }
+}
+
+/**
+ * Replies of a client-side stream, in order. Node's stream iterator throws as soon as the call
+ * emits 'error' and drops replies already received; here every reply received before the status
+ * is yielded first, then the error (as an AstraError) is thrown.
+ */
+async function* readReplies(
+  call: grpc.ClientReadableStream<Message> | grpc.ClientDuplexStream<Message, Message>,
+  opts: CallOptions,
+): AsyncGenerator<unknown> {
+  const queue: Message[] = [];
+  let ended = false;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    wake?.();
+    wake = undefined;
+  };
+  call.on("data", (m: Message) => {
+    queue.push(m);
+    notify();
+  });
+  call.on("end", () => {
+    ended = true;
+    notify();
+  });
+  call.on("error", (e: unknown) => {
+    // grpc-js emits the status in the same tick as the last pushes: flush the buffer first.
+    while (call.read() !== null);
+    failure = e;
+    ended = true;
+    notify();
+  });
+  const cancel = () => call.cancel();
+  opts.signal?.addEventListener("abort", cancel, { once: true });
+  try {
+    while (true) {
+      if (queue.length) {
+        yield queue.shift();
+        continue;
+      }
+      if (failure !== undefined) throw fromServiceError(failure);
+      if (ended) return;
+      await new Promise<void>((resolve) => wake = resolve);
+    }
+  } finally {
+    opts.signal?.removeEventListener("abort", cancel);
+    if (!ended) call.cancel();
+  }
+}

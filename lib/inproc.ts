@@ -1,0 +1,181 @@
+// The in-process transport: services in one Deno process call each other directly, with the same
+// semantics as gRPC. Messages cross through their wire encoding (so no caller and callee ever share
+// a mutable object and the size limit applies), deadlines and cancellation abort the handler's
+// signal and fail the call with the same status codes grpc-js produces.
+import { type DescMessage, type DescMethod, fromBinary, type Message, toBinary } from "@bufbuild/protobuf";
+import { AstraError, Code, Errno } from "./errors.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "./config.ts";
+import { type CallContext, type CallOptions, methodPath, type Transport } from "./rpc.ts";
+import type { BoundMethod, BoundService } from "./server.ts";
+
+export function cancelledError(): AstraError {
+  return new AstraError(Code.CANCELLED, Errno.ECANCELED, "call cancelled by the caller");
+}
+
+export function deadlineError(timeoutMs: number): AstraError {
+  return new AstraError(Code.DEADLINE_EXCEEDED, Errno.ETIMEDOUT, `deadline of ${timeoutMs} ms exceeded`);
+}
+
+export function tooLargeError(what: string, size: number, limit: number): AstraError {
+  return new AstraError(
+    Code.RESOURCE_EXHAUSTED,
+    Errno.E2BIG,
+    `${what} message of ${size} bytes exceeds the limit of ${limit} bytes`,
+    { argument: what },
+  );
+}
+
+interface CallSignal {
+  signal: AbortSignal;
+  deadline?: number;
+  /** Ends the call: aborts the handler's signal (if still running) and clears the timer. */
+  end(): void;
+}
+
+function callSignal(opts: CallOptions): CallSignal {
+  const controller = new AbortController();
+  if (opts.signal?.aborted) throw cancelledError();
+  const onAbort = () => controller.abort(cancelledError());
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let deadline: number | undefined;
+  if (opts.timeoutMs !== undefined) {
+    deadline = Date.now() + opts.timeoutMs;
+    timer = setTimeout(() => controller.abort(deadlineError(opts.timeoutMs!)), opts.timeoutMs);
+  }
+  return {
+    signal: controller.signal,
+    deadline,
+    end() {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      if (!controller.signal.aborted) controller.abort(cancelledError());
+    },
+  };
+}
+
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+export class InProcessRouter {
+  private readonly methods = new Map<string, BoundMethod & { service: string }>();
+
+  constructor(readonly maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES) {}
+
+  add(bound: BoundService): void {
+    for (const [path, m] of bound.methods) this.methods.set(path, { ...m, service: bound.service });
+  }
+
+  /** A transport whose calls are served by the services added to this router. */
+  transport(): Transport {
+    return new InProcessTransport(this);
+  }
+
+  lookup(method: DescMethod): BoundMethod & { service: string } {
+    const path = methodPath(method);
+    const found = this.methods.get(path);
+    if (!found) {
+      throw new AstraError(Code.UNIMPLEMENTED, Errno.ENOSYS, `no service in this process serves ${path}`);
+    }
+    return found;
+  }
+
+  /** Re-creates `msg` from its wire form; rejects it if the encoding is over the limit. */
+  copy(desc: DescMessage, msg: unknown, what: string): Message {
+    const bytes = toBinary(desc, msg as Message);
+    if (bytes.length > this.maxMessageBytes) throw tooLargeError(what, bytes.length, this.maxMessageBytes);
+    return fromBinary(desc, bytes);
+  }
+}
+
+class InProcessTransport implements Transport {
+  readonly kind = "in-process";
+
+  constructor(private readonly router: InProcessRouter) {}
+
+  private start(method: DescMethod, opts: CallOptions) {
+    const bound = this.router.lookup(method);
+    const call = callSignal(opts);
+    const ctx: CallContext = {
+      service: bound.service,
+      method,
+      metadata: opts.metadata ?? {},
+      signal: call.signal,
+      deadline: call.deadline,
+      peer: "in-process",
+    };
+    return { bound, call, ctx };
+  }
+
+  private async *inputs(method: DescMethod, reqs: AsyncIterable<unknown>): AsyncGenerator<Message> {
+    for await (const req of reqs) yield this.router.copy(method.input, req, "request");
+  }
+
+  private async *replies(method: DescMethod, source: AsyncIterable<Message>, call: CallSignal) {
+    const it = source[Symbol.asyncIterator]();
+    let finished = false;
+    try {
+      while (true) {
+        const r = await raceAbort(it.next(), call.signal);
+        if (r.done) {
+          finished = true;
+          return;
+        }
+        yield this.router.copy(method.output, r.value, "response");
+      }
+    } finally {
+      call.end();
+      // A handler still suspended in an await finishes on its own once it sees the aborted signal.
+      if (!finished) it.return?.().catch(() => {});
+    }
+  }
+
+  async unary(method: DescMethod, req: unknown, opts: CallOptions): Promise<unknown> {
+    const input = this.router.copy(method.input, req, "request");
+    const { bound, call, ctx } = this.start(method, opts);
+    try {
+      const reply = await raceAbort(bound.call(input, ctx) as Promise<Message>, call.signal);
+      return this.router.copy(method.output, reply, "response");
+    } finally {
+      call.end();
+    }
+  }
+
+  serverStream(method: DescMethod, req: unknown, opts: CallOptions): AsyncIterable<unknown> {
+    const input = this.router.copy(method.input, req, "request");
+    const { bound, call, ctx } = this.start(method, opts);
+    return this.replies(method, bound.call(input, ctx) as AsyncIterable<Message>, call);
+  }
+
+  async clientStream(method: DescMethod, reqs: AsyncIterable<unknown>, opts: CallOptions): Promise<unknown> {
+    const { bound, call, ctx } = this.start(method, opts);
+    try {
+      const reply = await raceAbort(bound.call(this.inputs(method, reqs), ctx) as Promise<Message>, call.signal);
+      return this.router.copy(method.output, reply, "response");
+    } finally {
+      call.end();
+    }
+  }
+
+  bidiStream(method: DescMethod, reqs: AsyncIterable<unknown>, opts: CallOptions): AsyncIterable<unknown> {
+    const { bound, call, ctx } = this.start(method, opts);
+    return this.replies(method, bound.call(this.inputs(method, reqs), ctx) as AsyncIterable<Message>, call);
+  }
+
+  close(): void {}
+}

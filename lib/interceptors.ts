@@ -1,0 +1,147 @@
+// The interceptors every call passes through, identical on both transports: a span per call
+// (client side and server side, linked by W3C trace context in the metadata), per-method metrics,
+// structured logging of failures, and the conversion of any thrown value into an AstraError.
+import type { DescMethod } from "@bufbuild/protobuf";
+import { context, propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { AstraError, Code, toAstraError } from "./errors.ts";
+import { logger } from "./log.ts";
+import { recordCall } from "./metrics.ts";
+import type { CallContext, CallOptions } from "./rpc.ts";
+
+function pathOf(method: DescMethod): string {
+  return `/${method.parent.typeName}/${method.name}`;
+}
+
+function spanName(method: DescMethod): string {
+  return `${method.parent.typeName}/${method.name}`;
+}
+
+function endSpan(span: Span, err?: AstraError): void {
+  if (err) span.setStatus({ code: SpanStatusCode.ERROR, message: Code[err.code] });
+  span.end();
+}
+
+/** Runs each `next()` of an async iterator inside `ctx`, so work done per element is traced under it. */
+function bindIterator<T>(ctx: ReturnType<typeof context.active>, source: AsyncIterable<T>): AsyncIterator<T> {
+  const it = source[Symbol.asyncIterator]();
+  return {
+    next: () => context.with(ctx, () => it.next()),
+    return: (v?: unknown) => context.with(ctx, () => it.return?.(v) ?? Promise.resolve({ done: true, value: v })),
+    throw: (e?: unknown) => context.with(ctx, () => it.throw?.(e) ?? Promise.reject(e)),
+  } as AsyncIterator<T>;
+}
+
+async function* observeStream<T>(
+  source: AsyncIterable<T>,
+  ctx: ReturnType<typeof context.active>,
+  finish: (err?: AstraError) => void,
+  wrapError: (e: unknown) => AstraError,
+): AsyncGenerator<T> {
+  const it = bindIterator(ctx, source);
+  let failure: AstraError | undefined;
+  try {
+    while (true) {
+      const r = await it.next();
+      if (r.done) return;
+      yield r.value;
+    }
+  } catch (e) {
+    failure = wrapError(e);
+    throw failure;
+  } finally {
+    await it.return?.();
+    finish(failure);
+  }
+}
+
+/**
+ * Client side: starts a client span under the active context, injects the trace context into the
+ * call's metadata and runs `send` inside it.
+ */
+export function clientCall<R>(
+  caller: string,
+  method: DescMethod,
+  opts: CallOptions,
+  send: (opts: CallOptions) => R,
+): R {
+  const tracer = trace.getTracer(caller);
+  const span = tracer.startSpan(spanName(method), { kind: SpanKind.CLIENT, attributes: { "rpc.system": "grpc" } });
+  const ctx = trace.setSpan(context.active(), span);
+  const metadata: Record<string, string> = { ...opts.metadata };
+  propagation.inject(ctx, metadata);
+  const started = performance.now();
+  const finish = (err?: AstraError) => {
+    recordCall("client", pathOf(method), (performance.now() - started) * 1000, err !== undefined);
+    endSpan(span, err);
+  };
+  const outcome = context.with(ctx, () => send({ ...opts, metadata }));
+  if (method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming") {
+    return observeStream(outcome as AsyncIterable<unknown>, ctx, finish, (e) => toAstraError(e)) as R;
+  }
+  return (outcome as Promise<unknown>).then(
+    (value) => {
+      finish();
+      return value;
+    },
+    (e) => {
+      const err = toAstraError(e);
+      finish(err);
+      throw err;
+    },
+  ) as R;
+}
+
+/**
+ * Server side: continues the caller's trace from the metadata, opens a server span, records
+ * metrics, logs failures and converts whatever the handler throws into an AstraError naming the
+ * service. `invoke` runs the handler; streaming results are observed until they end.
+ */
+export function serverCall<R>(ctx: CallContext, invoke: () => R): R {
+  const method = ctx.method;
+  const parent = propagation.extract(ROOT_CONTEXT, ctx.metadata);
+  const span = trace.getTracer(ctx.service).startSpan(
+    spanName(method),
+    { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "net.peer": ctx.peer } },
+    parent,
+  );
+  const spanCtx = trace.setSpan(parent, span);
+  const started = performance.now();
+  const log = logger(ctx.service);
+  const wrap = (e: unknown) => toAstraError(e, ctx.service);
+  const finish = (err?: AstraError) => {
+    recordCall("server", pathOf(method), (performance.now() - started) * 1000, err !== undefined);
+    if (err) {
+      const unexpected = err.code === Code.INTERNAL || err.code === Code.UNKNOWN;
+      (unexpected ? log.error : log.debug)("call failed", { method: pathOf(method), status: err.describe() });
+    }
+    endSpan(span, err);
+  };
+  let outcome: R;
+  try {
+    outcome = context.with(spanCtx, invoke);
+  } catch (e) {
+    const err = wrap(e);
+    finish(err);
+    if (method.methodKind === "unary" || method.methodKind === "client_streaming") {
+      return Promise.reject(err) as R;
+    }
+    return (async function* () {
+      yield* [];
+      throw err;
+    })() as R;
+  }
+  if (method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming") {
+    return observeStream(outcome as AsyncIterable<unknown>, spanCtx, finish, wrap) as R;
+  }
+  return Promise.resolve(outcome).then(
+    (value) => {
+      finish();
+      return value;
+    },
+    (e) => {
+      const err = wrap(e);
+      finish(err);
+      throw err;
+    },
+  ) as R;
+}

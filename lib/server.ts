@@ -1,0 +1,57 @@
+// Binding a service implementation to its contract: the one place where a handler's result becomes
+// a message and the server-side interceptors wrap it. Both transports serve BoundServices.
+import { create, type DescMessage, type DescMethod, type DescService, type Message } from "@bufbuild/protobuf";
+import { unimplemented } from "./errors.ts";
+import { serverCall } from "./interceptors.ts";
+import { type CallContext, methodPath, type ServiceImpl } from "./rpc.ts";
+
+export interface BoundMethod {
+  readonly method: DescMethod;
+  /** Unary/client-streaming: a promise of the reply; server/bidi streaming: the replies. */
+  call(input: unknown, ctx: CallContext): Promise<Message> | AsyncIterable<Message>;
+}
+
+export interface BoundService {
+  /** The process-level service name ("pmm"), recorded in spans and error details. */
+  readonly service: string;
+  readonly desc: DescService;
+  readonly methods: ReadonlyMap<string, BoundMethod>;
+}
+
+async function* toMessages(desc: DescMessage, source: AsyncIterable<unknown>): AsyncGenerator<Message> {
+  for await (const init of source) yield create(desc, init as never);
+}
+
+export function bindService<S extends DescService>(service: string, desc: S, impl: ServiceImpl<S>): BoundService {
+  const methods = new Map<string, BoundMethod>();
+  for (const method of desc.methods) {
+    const handler = (impl as Record<string, unknown>)[method.localName];
+    if (typeof handler !== "function") {
+      throw new Error(`${service}: ${desc.typeName} has no handler for ${method.name}`);
+    }
+    const fn = handler.bind(impl) as (input: unknown, ctx: CallContext) => unknown;
+    const streamingReply = method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming";
+    methods.set(methodPath(method), {
+      method,
+      call: (input, ctx) =>
+        serverCall(ctx, () => {
+          const result = fn(input, ctx);
+          return streamingReply
+            ? toMessages(method.output, result as AsyncIterable<unknown>)
+            : Promise.resolve(result).then((init) => create(method.output, init as never));
+        }) as Promise<Message> | AsyncIterable<Message>,
+    });
+  }
+  return { service, desc, methods };
+}
+
+/**
+ * The handler of an RPC whose work belongs to a later piece of work: it answers UNIMPLEMENTED and
+ * names that work, instead of inventing data.
+ */
+// deno-lint-ignore no-explicit-any
+export function pending(work: string): any {
+  return (_input: unknown, ctx: CallContext) => {
+    throw unimplemented(ctx.method.name, work);
+  };
+}
