@@ -37,3 +37,48 @@ export function readEnv(name: string): string | undefined {
     return undefined;
   }
 }
+
+const SIZE_UNITS: Record<string, number> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
+
+/** "2G", "512M", "65536" → bytes. */
+export function parseSize(text: string): number {
+  const m = /^(\d+)([KMGT]?)(i?B)?$/i.exec(text.trim());
+  if (!m) throw new Error(`not a size: ${JSON.stringify(text)} (use e.g. 512M or 2G)`);
+  return Number(m[1]) * SIZE_UNITS[m[2].toUpperCase()];
+}
+
+/** Default machine: 1 GiB of RAM in one NUMA node, 2 CPUs, state under ./var. */
+export function systemConfigFrom(flags: Record<string, string | undefined>) {
+  const pick = (flag: string, env: string, fallback: string) => flags[flag] ?? readEnv(env) ?? fallback;
+  const config = {
+    memoryBytes: parseSize(pick("memory", "ASTRA_MEMORY", "1G")),
+    numaNodes: Number(pick("numa", "ASTRA_NUMA_NODES", "1")),
+    cpus: Number(pick("cpus", "ASTRA_CPUS", "2")),
+    dataDir: pick("data-dir", "ASTRA_DATA_DIR", "var"),
+  };
+  if (!Number.isInteger(config.numaNodes) || config.numaNodes < 1 || config.numaNodes > 8) {
+    throw new Error(`--numa must be 1..8, not ${config.numaNodes}`);
+  }
+  if (!Number.isInteger(config.cpus) || config.cpus < 1 || config.cpus > 64) {
+    throw new Error(`--cpus must be 1..64, not ${config.cpus}`);
+  }
+  if (config.memoryBytes < 16 * 1024 ** 2 * config.numaNodes || config.memoryBytes > 64 * 1024 ** 3) {
+    throw new Error(`--memory must be at least 16M per NUMA node and at most 64G`);
+  }
+  return config;
+}
+
+/**
+ * The Deno permissions a standalone service runs with: network for gRPC, environment for its
+ * configuration, read access to its own code; the machine and storage also read and write their
+ * data folder (disk images, volumes).
+ */
+export function servicePermissions(name: ServiceName, repoDir: string, dataDir: string): string[] {
+  const perms = ["--allow-net", "--allow-env", "--allow-sys=hostname,osRelease,cpus"];
+  if (name === "machine" || name === "storage") {
+    perms.push(`--allow-read=${repoDir},${dataDir}`, `--allow-write=${dataDir}`);
+  } else {
+    perms.push(`--allow-read=${repoDir}`);
+  }
+  return perms;
+}

@@ -71,7 +71,9 @@ export function fromServiceError(e: unknown): AstraError {
     try {
       const status = fromBinary(StatusSchema, raw);
       const any = status.details.find((d) => d.typeUrl === ERROR_DETAIL_TYPE_URL);
-      if (any) return AstraError.fromDetail(err.code as number as Code, fromBinary(ErrorDetailSchema, any.value));
+      if (any) {
+        return AstraError.fromDetail(err.code as number as Code, fromBinary(ErrorDetailSchema, any.value));
+      }
     } catch {
       // A malformed detail falls through to the bare status.
     }
@@ -132,8 +134,10 @@ export class GrpcServer {
     const handlers: grpc.UntypedServiceImplementation = {};
     for (const [path, m] of bound.methods) {
       const { method } = m;
-      const requestStream = method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming";
-      const responseStream = method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming";
+      const requestStream = method.methodKind === "client_streaming" ||
+        method.methodKind === "bidi_streaming";
+      const responseStream = method.methodKind === "server_streaming" ||
+        method.methodKind === "bidi_streaming";
       definition[method.name] = {
         path,
         requestStream,
@@ -155,7 +159,10 @@ export class GrpcServer {
     call: ServerCall,
   ): CallContext {
     const controller = new AbortController();
-    (call as grpc.ServerUnaryCall<Message, Message>).on("cancelled", () => controller.abort(cancelledError()));
+    (call as grpc.ServerUnaryCall<Message, Message>).on(
+      "cancelled",
+      () => controller.abort(cancelledError()),
+    );
     const deadline = call.getDeadline();
     const ms = deadline instanceof Date ? deadline.getTime() : deadline;
     return {
@@ -191,10 +198,18 @@ export class GrpcServer {
         };
       case "server_streaming":
         return (call: grpc.ServerWritableStream<Message, Message>) =>
-          pump(invoke(call.request, this.context(service, method, call)) as AsyncIterable<Message>, call, fail);
+          pump(
+            invoke(call.request, this.context(service, method, call)) as AsyncIterable<Message>,
+            call,
+            fail,
+          );
       case "bidi_streaming":
         return (call: grpc.ServerDuplexStream<Message, Message>) =>
-          pump(invoke(requests(call), this.context(service, method, call)) as AsyncIterable<Message>, call, fail);
+          pump(
+            invoke(requests(call), this.context(service, method, call)) as AsyncIterable<Message>,
+            call,
+            fail,
+          );
     }
   }
 
@@ -207,7 +222,11 @@ export class GrpcServer {
       .addToServer(this.server);
     this.health.addToServer(this.server);
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => err ? reject(err) : resolve(p))
+      this.server.bindAsync(
+        address,
+        grpc.ServerCredentials.createInsecure(),
+        (err, p) => err ? reject(err) : resolve(p),
+      )
     );
     if (address.startsWith("unix:")) return address;
     const host = address.slice(0, address.lastIndexOf(":"));
@@ -242,7 +261,9 @@ export class GrpcServer {
  * The request messages of a client-streaming or bidi call. Node's default stream iterator destroys
  * the whole duplex when the requests end, which would abort the replies still to be sent.
  */
-function requests(call: grpc.ServerReadableStream<Message, Message> | grpc.ServerDuplexStream<Message, Message>) {
+function requests(
+  call: grpc.ServerReadableStream<Message, Message> | grpc.ServerDuplexStream<Message, Message>,
+) {
   return call.iterator({ destroyOnReturn: false }) as AsyncIterable<Message>;
 }
 
@@ -334,7 +355,9 @@ export class GrpcTransport implements Transport {
       } catch (e) {
         const err = e as AstraError;
         const backoff = RETRY_BASE_MS * 2 ** (attempt - 1) * (0.5 + Math.random() / 2);
-        if (err.code !== Code.UNAVAILABLE || attempt >= attempts || Date.now() + backoff >= deadline) throw err;
+        if (err.code !== Code.UNAVAILABLE || attempt >= attempts || Date.now() + backoff >= deadline) {
+          throw err;
+        }
         await new Promise((r) => setTimeout(r, backoff));
       }
     }
@@ -455,4 +478,30 @@ async function* readReplies(
     opts.signal?.removeEventListener("abort", cancel);
     if (!ended) call.cancel();
   }
+}
+
+type HealthClient = grpc.Client & {
+  check(
+    req: { service: string },
+    opts: grpc.CallOptions,
+    cb: (err: grpc.ServiceError | null, res?: { status: string }) => void,
+  ): void;
+};
+
+let healthClientCtor: (new (address: string, creds: grpc.ChannelCredentials) => HealthClient) | undefined;
+
+/** grpc.health.v1 Check against `address`: "SERVING", "NOT_SERVING", "UNKNOWN", or throws. */
+export function checkHealth(address: string, service = "", timeoutMs = 1000): Promise<string> {
+  healthClientCtor ??=
+    (grpc.loadPackageDefinition(loadSync(healthProtoPath, { keepCase: true })) as never as {
+      grpc: { health: { v1: { Health: typeof healthClientCtor } } };
+    }).grpc.health.v1.Health;
+  const health = new healthClientCtor!(address, grpc.credentials.createInsecure());
+  return new Promise<string>((resolve, reject) =>
+    health.check({ service }, { deadline: Date.now() + timeoutMs }, (err, res) => {
+      health.close();
+      if (err) reject(fromServiceError(err));
+      else resolve(res!.status);
+    })
+  );
 }

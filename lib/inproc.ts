@@ -165,7 +165,10 @@ class InProcessTransport implements Transport {
   async clientStream(method: DescMethod, reqs: AsyncIterable<unknown>, opts: CallOptions): Promise<unknown> {
     const { bound, call, ctx } = this.start(method, opts);
     try {
-      const reply = await raceAbort(bound.call(this.inputs(method, reqs), ctx) as Promise<Message>, call.signal);
+      const reply = await raceAbort(
+        bound.call(this.inputs(method, reqs), ctx) as Promise<Message>,
+        call.signal,
+      );
       return this.router.copy(method.output, reply, "response");
     } finally {
       call.end();

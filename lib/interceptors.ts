@@ -2,7 +2,15 @@
 // (client side and server side, linked by W3C trace context in the metadata), per-method metrics,
 // structured logging of failures, and the conversion of any thrown value into an AstraError.
 import type { DescMethod } from "@bufbuild/protobuf";
-import { context, propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import {
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from "@opentelemetry/api";
 import { AstraError, Code, toAstraError } from "./errors.ts";
 import { logger } from "./log.ts";
 import { recordCall } from "./metrics.ts";
@@ -26,7 +34,8 @@ function bindIterator<T>(ctx: ReturnType<typeof context.active>, source: AsyncIt
   const it = source[Symbol.asyncIterator]();
   return {
     next: () => context.with(ctx, () => it.next()),
-    return: (v?: unknown) => context.with(ctx, () => it.return?.(v) ?? Promise.resolve({ done: true, value: v })),
+    return: (v?: unknown) =>
+      context.with(ctx, () => it.return?.(v) ?? Promise.resolve({ done: true, value: v })),
     throw: (e?: unknown) => context.with(ctx, () => it.throw?.(e) ?? Promise.reject(e)),
   } as AsyncIterator<T>;
 }
@@ -65,7 +74,10 @@ export function clientCall<R>(
   send: (opts: CallOptions) => R,
 ): R {
   const tracer = trace.getTracer(caller);
-  const span = tracer.startSpan(spanName(method), { kind: SpanKind.CLIENT, attributes: { "rpc.system": "grpc" } });
+  const span = tracer.startSpan(spanName(method), {
+    kind: SpanKind.CLIENT,
+    attributes: { "rpc.system": "grpc" },
+  });
   const ctx = trace.setSpan(context.active(), span);
   const metadata: Record<string, string> = { ...opts.metadata };
   propagation.inject(ctx, metadata);

@@ -4,7 +4,22 @@ import { create } from "@bufbuild/protobuf";
 import { type MethodMetrics, MethodMetricsSchema } from "../gen/astra/common/v1/observability_pb.ts";
 
 /** Bucket upper bounds in microseconds: a trap-path message is tens of µs, a disk flush ms. */
-export const BUCKET_BOUNDS_MICROS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 100_000, 1e6];
+export const BUCKET_BOUNDS_MICROS = [
+  5,
+  10,
+  25,
+  50,
+  100,
+  250,
+  500,
+  1000,
+  2500,
+  5000,
+  10_000,
+  25_000,
+  100_000,
+  1e6,
+];
 
 interface Series {
   calls: number;

@@ -1,6 +1,12 @@
 // Binding a service implementation to its contract: the one place where a handler's result becomes
 // a message and the server-side interceptors wrap it. Both transports serve BoundServices.
-import { create, type DescMessage, type DescMethod, type DescService, type Message } from "@bufbuild/protobuf";
+import {
+  create,
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+  type Message,
+} from "@bufbuild/protobuf";
 import { unimplemented } from "./errors.ts";
 import { serverCall } from "./interceptors.ts";
 import { type CallContext, methodPath, type ServiceImpl } from "./rpc.ts";
@@ -22,7 +28,11 @@ async function* toMessages(desc: DescMessage, source: AsyncIterable<unknown>): A
   for await (const init of source) yield create(desc, init as never);
 }
 
-export function bindService<S extends DescService>(service: string, desc: S, impl: ServiceImpl<S>): BoundService {
+export function bindService<S extends DescService>(
+  service: string,
+  desc: S,
+  impl: ServiceImpl<S>,
+): BoundService {
   const methods = new Map<string, BoundMethod>();
   for (const method of desc.methods) {
     const handler = (impl as Record<string, unknown>)[method.localName];
@@ -46,12 +56,21 @@ export function bindService<S extends DescService>(service: string, desc: S, imp
 }
 
 /**
- * The handler of an RPC whose work belongs to a later piece of work: it answers UNIMPLEMENTED and
- * names that work, instead of inventing data.
+ * Handlers for RPCs whose work belongs to a later piece of work: each answers UNIMPLEMENTED and
+ * names that work instead of inventing data. A service spreads this first and overrides what it
+ * implements; `methods` limits it to some local method names.
  */
-// deno-lint-ignore no-explicit-any
-export function pending(work: string): any {
-  return (_input: unknown, ctx: CallContext) => {
-    throw unimplemented(ctx.method.name, work);
-  };
+export function pendingMethods<S extends DescService>(
+  desc: S,
+  work: string,
+  methods?: string[],
+): ServiceImpl<S> {
+  const impl: Record<string, unknown> = {};
+  for (const method of desc.methods) {
+    if (methods && !methods.includes(method.localName)) continue;
+    impl[method.localName] = () => {
+      throw unimplemented(method.name, work);
+    };
+  }
+  return impl as ServiceImpl<S>;
 }

@@ -1,0 +1,154 @@
+// Process mode: each service a child process on loopback, started in boot order, restarted with
+// exponential backoff when it dies; every exit is logged with its cause.
+import { fileURLToPath } from "node:url";
+import { BOOT_ORDER, DEFAULT_PORTS, peerEnvVar, type ServiceName, servicePermissions } from "./config.ts";
+import { checkHealth } from "./grpc.ts";
+import { logger } from "./log.ts";
+
+const log = logger("supervisor");
+const BACKOFF_START_MS = 250;
+const BACKOFF_MAX_MS = 10_000;
+/** A child that ran this long is considered healthy again: its backoff starts over. */
+const STABLE_AFTER_MS = 30_000;
+
+interface Child {
+  name: ServiceName;
+  address: string;
+  process?: Deno.ChildProcess;
+  startedAt: number;
+  backoffMs: number;
+  restarts: number;
+  restartTimer?: ReturnType<typeof setTimeout>;
+}
+
+export interface SupervisorOptions {
+  dataDir: string;
+  /** Extra flags given to every service (machine configuration). */
+  serviceArgs?: string[];
+  host?: string;
+  ports?: Partial<Record<ServiceName, number>>;
+}
+
+export class Supervisor {
+  private readonly children = new Map<ServiceName, Child>();
+  private stopping = false;
+  private readonly repoDir = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
+
+  constructor(private readonly opts: SupervisorOptions) {
+    const host = opts.host ?? "127.0.0.1";
+    for (const name of BOOT_ORDER) {
+      const port = opts.ports?.[name] ?? DEFAULT_PORTS[name];
+      this.children.set(name, {
+        name,
+        address: `${host}:${port}`,
+        startedAt: 0,
+        backoffMs: BACKOFF_START_MS,
+        restarts: 0,
+      });
+    }
+  }
+
+  address(name: ServiceName): string {
+    return this.children.get(name)!.address;
+  }
+
+  restarts(name: ServiceName): number {
+    return this.children.get(name)!.restarts;
+  }
+
+  pid(name: ServiceName): number | undefined {
+    return this.children.get(name)!.process?.pid;
+  }
+
+  /** Starts every service in boot order, each once the previous one answers SERVING. */
+  async start(onStep?: (name: ServiceName, address: string) => void, timeoutMs = 30_000): Promise<void> {
+    for (const name of BOOT_ORDER) {
+      this.spawn(this.children.get(name)!);
+      await this.waitServing(name, timeoutMs);
+      onStep?.(name, this.address(name));
+    }
+  }
+
+  /** Resolves when `name` answers SERVING; rejects after `timeoutMs`. */
+  async waitServing(name: ServiceName, timeoutMs = 30_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    let last = "";
+    while (Date.now() < until) {
+      try {
+        last = await checkHealth(this.address(name), "", 500);
+        if (last === "SERVING") return;
+      } catch (e) {
+        last = String(e instanceof Error ? e.message : e);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`${name} did not become SERVING within ${timeoutMs} ms (last answer: ${last})`);
+  }
+
+  private spawn(child: Child): void {
+    const env: Record<string, string> = {};
+    for (const [n, c] of this.children) env[peerEnvVar(n)] = c.address;
+    const args = [
+      "run",
+      ...servicePermissions(child.name, this.repoDir, this.opts.dataDir),
+      `${this.repoDir}/services/${child.name}/main.ts`,
+      "--listen",
+      child.address,
+      ...(this.opts.serviceArgs ?? []),
+    ];
+    child.process = new Deno.Command(Deno.execPath(), {
+      args,
+      env,
+      stdin: "null",
+      stdout: "inherit",
+      stderr: "inherit",
+    })
+      .spawn();
+    child.startedAt = Date.now();
+    const process = child.process;
+    process.status.then((status) => this.exited(child, process, status));
+  }
+
+  private exited(child: Child, process: Deno.ChildProcess, status: Deno.CommandStatus): void {
+    if (this.stopping || child.process !== process) return;
+    if (Date.now() - child.startedAt > STABLE_AFTER_MS) child.backoffMs = BACKOFF_START_MS;
+    const cause = status.signal ? `killed by ${status.signal}` : `exited with code ${status.code}`;
+    log.warn("service died; restarting", {
+      service: child.name,
+      pid: process.pid,
+      cause,
+      backoffMs: child.backoffMs,
+    });
+    child.restartTimer = setTimeout(() => {
+      child.restarts++;
+      this.spawn(child);
+    }, child.backoffMs);
+    child.backoffMs = Math.min(child.backoffMs * 2, BACKOFF_MAX_MS);
+  }
+
+  /** SIGTERM to every service in reverse boot order; SIGKILL to any still running after `graceMs`. */
+  async stop(graceMs = 5000): Promise<void> {
+    this.stopping = true;
+    for (const name of [...BOOT_ORDER].reverse()) {
+      const child = this.children.get(name)!;
+      clearTimeout(child.restartTimer);
+      const p = child.process;
+      if (!p) continue;
+      try {
+        p.kill("SIGTERM");
+      } catch {
+        continue; // already gone
+      }
+      const timer = setTimeout(() => {
+        log.warn("service ignored SIGTERM; killing", { service: name });
+        try {
+          p.kill("SIGKILL");
+        } catch {
+          // exited meanwhile
+        }
+      }, graceMs);
+      await p.status;
+      clearTimeout(timer);
+    }
+  }
+}

@@ -1,0 +1,129 @@
+// Guest physical memory. RAM is allocated lazily in 64 KiB chunks (zero-filled on first touch), so a
+// machine with gigabytes of RAM costs only what the guest uses. Every access is checked against the
+// firmware map: a hole, a BAD range or a device range is not RAM and faults.
+import { AstraError, Code, Errno } from "../../lib/errors.ts";
+import type { FirmwareRegion } from "./firmware.ts";
+
+export const CHUNK_SHIFT = 16;
+export const CHUNK_SIZE = 1 << CHUNK_SHIFT;
+
+interface RamRange {
+  start: number;
+  end: number;
+}
+
+function hex(n: number): string {
+  return "0x" + n.toString(16);
+}
+
+export class PhysicalMemory {
+  private readonly chunks = new Map<number, Uint8Array>();
+  private readonly ram: RamRange[];
+
+  constructor(map: readonly FirmwareRegion[]) {
+    // BAD ranges punch holes in the RAM they overlap: firmware reported them as failed.
+    const bad = map.filter((r) => r.type === "bad");
+    const ranges: RamRange[] = [];
+    for (const r of map.filter((r) => r.type !== "bad" && r.type !== "device")) {
+      let pieces: RamRange[] = [{ start: r.base, end: r.base + r.length }];
+      for (const b of bad) {
+        pieces = pieces.flatMap((p) => {
+          const bs = b.base, be = b.base + b.length;
+          if (be <= p.start || bs >= p.end) return [p];
+          return [{ start: p.start, end: Math.max(p.start, bs) }, { start: Math.min(be, p.end), end: p.end }]
+            .filter((q) => q.end > q.start);
+        });
+      }
+      ranges.push(...pieces);
+    }
+    this.ram = ranges.sort((a, b) => a.start - b.start);
+  }
+
+  /** Bytes of RAM actually backed on the host (touched chunks). */
+  get residentBytes(): number {
+    return this.chunks.size * CHUNK_SIZE;
+  }
+
+  /** Throws EFAULT unless [address, address+length) lies within one RAM range. */
+  check(address: number, length: number): void {
+    if (!Number.isSafeInteger(address) || address < 0 || !Number.isSafeInteger(length) || length < 0) {
+      throw new AstraError(Code.INVALID_ARGUMENT, Errno.EINVAL, `bad physical range ${address}+${length}`, {
+        argument: "address",
+      });
+    }
+    let lo = 0, hi = this.ram.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const r = this.ram[mid];
+      if (address < r.start) hi = mid - 1;
+      else if (address >= r.end) lo = mid + 1;
+      else {
+        if (address + length <= r.end) return;
+        throw new AstraError(
+          Code.OUT_OF_RANGE,
+          Errno.EFAULT,
+          `physical range ${hex(address)}+${hex(length)} runs past the RAM range ending at ${hex(r.end)}`,
+          { argument: "length" },
+        );
+      }
+    }
+    throw new AstraError(
+      Code.OUT_OF_RANGE,
+      Errno.EFAULT,
+      `physical address ${hex(address)} is not RAM (a hole, a bad range or a device range in the memory map)`,
+      { argument: "address" },
+    );
+  }
+
+  private chunk(index: number): Uint8Array {
+    let c = this.chunks.get(index);
+    if (!c) {
+      c = new Uint8Array(CHUNK_SIZE);
+      this.chunks.set(index, c);
+    }
+    return c;
+  }
+
+  read(address: number, length: number): Uint8Array {
+    this.check(address, length);
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const a = address + done;
+      const index = Math.floor(a / CHUNK_SIZE);
+      const offset = a - index * CHUNK_SIZE;
+      const n = Math.min(CHUNK_SIZE - offset, length - done);
+      const c = this.chunks.get(index);
+      if (c) out.set(c.subarray(offset, offset + n), done);
+      done += n;
+    }
+    return out;
+  }
+
+  write(address: number, data: Uint8Array): void {
+    this.check(address, data.length);
+    let done = 0;
+    while (done < data.length) {
+      const a = address + done;
+      const index = Math.floor(a / CHUNK_SIZE);
+      const offset = a - index * CHUNK_SIZE;
+      const n = Math.min(CHUNK_SIZE - offset, data.length - done);
+      this.chunk(index).set(data.subarray(done, done + n), offset);
+      done += n;
+    }
+  }
+
+  fill(address: number, length: number, value: number): void {
+    this.check(address, length);
+    let done = 0;
+    while (done < length) {
+      const a = address + done;
+      const index = Math.floor(a / CHUNK_SIZE);
+      const offset = a - index * CHUNK_SIZE;
+      const n = Math.min(CHUNK_SIZE - offset, length - done);
+      if (value === 0 && n === CHUNK_SIZE) this.chunks.delete(index); // a zeroed chunk needs no backing
+      else if (value !== 0 || this.chunks.has(index)) this.chunk(index).fill(value, offset, offset + n);
+      done += n;
+    }
+  }
+}
