@@ -1,0 +1,66 @@
+// An unbounded async queue: producers push, one consumer iterates. It turns callbacks and events
+// into the AsyncIterable a streaming call sends or a handler returns.
+export class Channel<T> implements AsyncIterable<T> {
+  private readonly items: T[] = [];
+  private waiting: ((r: IteratorResult<T>) => void) | undefined;
+  private failWaiting: ((e: unknown) => void) | undefined;
+  private closed = false;
+  private failure: { error: unknown } | undefined;
+
+  /** Queues a value; ignored once the channel is closed. */
+  push(value: T): void {
+    if (this.closed) return;
+    if (this.waiting) {
+      const resolve = this.waiting;
+      this.waiting = this.failWaiting = undefined;
+      resolve({ value, done: false });
+    } else {
+      this.items.push(value);
+    }
+  }
+
+  /** Ends the stream after the queued values. */
+  close(): void {
+    this.closed = true;
+    if (this.waiting && this.items.length === 0) {
+      const resolve = this.waiting;
+      this.waiting = this.failWaiting = undefined;
+      resolve({ value: undefined, done: true });
+    }
+  }
+
+  /** Ends the stream with an error after the queued values. */
+  fail(error: unknown): void {
+    if (this.closed) return;
+    this.failure = { error };
+    this.closed = true;
+    if (this.failWaiting && this.items.length === 0) {
+      const reject = this.failWaiting;
+      this.waiting = this.failWaiting = undefined;
+      reject(error);
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    return {
+      next: () => {
+        if (this.items.length) return Promise.resolve({ value: this.items.shift()!, done: false });
+        if (this.failure) return Promise.reject(this.failure.error);
+        if (this.closed) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve, reject) => {
+          this.waiting = resolve;
+          this.failWaiting = reject;
+        });
+      },
+      return: () => {
+        this.closed = true;
+        this.items.length = 0;
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+  }
+}
