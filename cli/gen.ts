@@ -31,7 +31,7 @@ async function listFiles(dir: string, prefix = ""): Promise<string[]> {
 /** Differences between the generated tree and gen/, one line each; empty when identical. */
 async function compare(fresh: string, committed: string): Promise<string[]> {
   const a = await listFiles(fresh);
-  const b = await listFiles(committed).catch(() => []);
+  const b: string[] = await listFiles(committed).catch(() => []);
   const problems: string[] = [];
   for (const f of a) if (!b.includes(f)) problems.push(`missing: gen/${f}`);
   for (const f of b) if (!a.includes(f)) problems.push(`not produced by any contract: gen/${f}`);

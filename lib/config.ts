@@ -74,7 +74,7 @@ export function systemConfigFrom(flags: Record<string, string | undefined>) {
  * data folder (disk images, volumes).
  */
 export function servicePermissions(name: ServiceName, repoDir: string, dataDir: string): string[] {
-  const perms = ["--allow-net", "--allow-env", "--allow-sys=hostname,osRelease,cpus"];
+  const perms = ["--allow-net", "--allow-env", "--allow-sys=hostname,osRelease,cpus,uid,gid"];
   if (name === "machine" || name === "storage") {
     perms.push(`--allow-read=${repoDir},${dataDir}`, `--allow-write=${dataDir}`);
   } else {

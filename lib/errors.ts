@@ -120,6 +120,11 @@ export function dataLoss(message: string, errno = Errno.EUCLEAN): AstraError {
   return new AstraError(Code.DATA_LOSS, errno, message);
 }
 
+/** The service cannot answer yet (still booting, or a peer is down): the caller may retry. */
+export function unavailable(message: string, errno = Errno.EAGAIN): AstraError {
+  return new AstraError(Code.UNAVAILABLE, errno, message);
+}
+
 export function aborted(message: string, errno = Errno.EAGAIN): AstraError {
   return new AstraError(Code.ABORTED, errno, message);
 }

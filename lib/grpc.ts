@@ -484,9 +484,12 @@ type HealthClient = grpc.Client & {
   check(
     req: { service: string },
     opts: grpc.CallOptions,
-    cb: (err: grpc.ServiceError | null, res?: { status: string }) => void,
+    cb: (err: grpc.ServiceError | null, res?: { status: string | number }) => void,
   ): void;
 };
+
+/** grpc.health.v1.HealthCheckResponse.ServingStatus by number (the loader may give either form). */
+const SERVING_STATUS_NAMES = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
 
 let healthClientCtor: (new (address: string, creds: grpc.ChannelCredentials) => HealthClient) | undefined;
 
@@ -501,7 +504,9 @@ export function checkHealth(address: string, service = "", timeoutMs = 1000): Pr
     health.check({ service }, { deadline: Date.now() + timeoutMs }, (err, res) => {
       health.close();
       if (err) reject(fromServiceError(err));
-      else resolve(res!.status);
+      else {resolve(
+          typeof res!.status === "number" ? SERVING_STATUS_NAMES[res!.status] ?? "UNKNOWN" : res!.status,
+        );}
     })
   );
 }
