@@ -196,7 +196,6 @@ describe("tracing across servers", () => {
         return root.spanContext().traceId;
       });
       const spans = recentSpans(traceId);
-        );
       const frontServer = spans.find((s) => s.service === "front" && s.kind === "server")!;
       const backServer = spans.find((s) => s.service === "back" && s.kind === "server")!;
       const relayClient = spans.find((s) => s.service === "front" && s.kind === "client")!;
