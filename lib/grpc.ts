@@ -289,7 +289,9 @@ export interface GrpcTransportOptions {
   maxAttempts?: number;
 }
 
+/** Waits between attempts: 50 ms doubling up to 2 s, so 10 attempts span about 9 s. */
 const RETRY_BASE_MS = 50;
+const RETRY_MAX_WAIT_MS = 2000;
 
 function deadlineOf(opts: CallOptions): number {
   return opts.timeoutMs !== undefined ? Date.now() + opts.timeoutMs : Infinity;
@@ -313,7 +315,7 @@ export class GrpcTransport implements Transport {
 
   constructor(readonly address: string, opts: GrpcTransportOptions = {}) {
     const limit = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    this.maxAttempts = opts.maxAttempts ?? 5;
+    this.maxAttempts = opts.maxAttempts ?? 10;
     this.client = new grpc.Client(address, grpc.credentials.createInsecure(), {
       "grpc.max_receive_message_length": limit,
       "grpc.max_send_message_length": limit,
@@ -322,6 +324,10 @@ export class GrpcTransport implements Transport {
       "grpc.keepalive_permit_without_calls": 1,
       // grpc-js's own retries are off: idempotency decides, below.
       "grpc.enable_retries": 0,
+      // Reconnect soon after a peer restarts (grpc-js waits 1 s at first by default and fails
+      // calls fast meanwhile).
+      "grpc.initial_reconnect_backoff_ms": 100,
+      "grpc.max_reconnect_backoff_ms": 2000,
     });
   }
 
@@ -354,7 +360,8 @@ export class GrpcTransport implements Transport {
         return await this.once(method, req, opts, deadline);
       } catch (e) {
         const err = e as AstraError;
-        const backoff = RETRY_BASE_MS * 2 ** (attempt - 1) * (0.5 + Math.random() / 2);
+        const backoff = Math.min(RETRY_MAX_WAIT_MS, RETRY_BASE_MS * 2 ** (attempt - 1)) *
+          (0.5 + Math.random() / 2);
         if (err.code !== Code.UNAVAILABLE || attempt >= attempts || Date.now() + backoff >= deadline) {
           throw err;
         }

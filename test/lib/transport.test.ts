@@ -213,3 +213,35 @@ describe("tracing across servers", () => {
     }
   });
 });
+
+describe("gRPC retries", () => {
+  it("retries an idempotent call while the server is not up yet, and not a call with side effects", async () => {
+    const probe = new GrpcServer("probe");
+    probe.add(echoService("probe"));
+    const address = await probe.listen("127.0.0.1:0");
+    await probe.shutdown(100);
+
+    const late = new GrpcServer("late");
+    late.add(echoService("late"));
+    const startLate = new Promise<void>((resolve) =>
+      setTimeout(async () => {
+        await late.listen(address);
+        resolve();
+      }, 300)
+    );
+    const transport = new GrpcTransport(address);
+    const echo = client(EchoService, transport);
+    try {
+      // Sleep has side effects (no idempotency option): one attempt, then UNAVAILABLE.
+      const err = await rejection(echo.sleep({ delayMs: 1 }, { timeoutMs: 5000 }));
+      expect(err.code).toBe(Code.UNAVAILABLE);
+      // Echo is NO_SIDE_EFFECTS: retried with backoff until the server answers.
+      const reply = await echo.echo({ payload: new Uint8Array([9]) }, { timeoutMs: 5000 });
+      expect(reply.servedBy).toBe("late");
+    } finally {
+      await startLate;
+      transport.close();
+      await late.shutdown(100);
+    }
+  });
+});
