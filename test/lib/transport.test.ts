@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { trace } from "@opentelemetry/api";
 import { EchoService } from "../../gen/astra/testing/v1/echo_pb.ts";
+import { ObservabilityService } from "../../gen/astra/common/v1/observability_pb.ts";
 import { AstraError, Code, Errno } from "../../lib/errors.ts";
 import { GrpcServer, GrpcTransport } from "../../lib/grpc.ts";
 import { InProcessRouter } from "../../lib/inproc.ts";
@@ -154,14 +155,10 @@ for (const [kind, setup] of Object.entries(setups)) {
 
     it("records server and client metrics per method", async () => {
       await echo.echo({});
-      const obs = observabilityService("echo");
-      const metrics = await (obs.methods.get("/astra.common.v1.ObservabilityService/GetMetrics")!.call({}, {
-        service: "echo",
-        method: obs.desc.methods[1],
-        metadata: {},
-        signal: new AbortController().signal,
-        peer: "test",
-      }) as Promise<{ methods: { method: string; side: string; calls: bigint }[] }>);
+      // Metrics are per process: ask this process's ObservabilityService.
+      const local = new InProcessRouter();
+      local.add(observabilityService("echo"));
+      const metrics = await client(ObservabilityService, local.transport()).getMetrics({});
       const server = metrics.methods.find((m) =>
         m.method === "/astra.testing.v1.EchoService/Echo" && m.side === "server"
       );
