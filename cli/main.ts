@@ -30,6 +30,8 @@ usage: ./astra <command> [options]
         call any RPC by name (protobuf JSON in and out); streaming requests from stdin, one per line
   call --list [SERVICE]
         list every service and method
+  trace [--trace ID] [--last N] [--endpoint ADDR]
+        the last N calls (default 10) as trees of spans across services, with durations
   test [VITEST ARGS]
         contracts check, type check, then the whole test suite
   gen [--check]
@@ -160,10 +162,20 @@ async function test(args: string[]): Promise<number> {
   return await run(["run", "-A", "npm:vitest@3.2.7", "run", ...args]);
 }
 
+async function traceCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { endpoint: { type: "string" }, trace: { type: "string" }, last: { type: "string" } },
+  });
+  const { trace } = await import("./trace.ts");
+  return await trace({ endpoint: values.endpoint, traceId: values.trace, traces: Number(values.last ?? 10) });
+}
+
 const commands: Record<string, (args: string[]) => Promise<number>> = {
   boot,
   serve,
   call: callCommand,
+  trace: traceCommand,
   test,
   gen: (args) => gen(args.includes("--check")),
   image: async () => {
