@@ -7,6 +7,8 @@ export default defineConfig({
     // suite must not take the others down.
     pool: "forks",
     testTimeout: 30_000,
+    // testcontainers' Ryuk reaper image cannot be pulled here; the container tests stop what they start.
+    env: { TESTCONTAINERS_RYUK_DISABLED: "true" },
     hookTimeout: 60_000,
   },
 });
