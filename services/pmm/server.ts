@@ -12,9 +12,10 @@
 //      answered from the prefetched bytes and the call's own earlier writes; writes are recorded.
 //      A check of bytes nobody has read (the poison of the free object kmalloc picks, which only
 //      the heap can choose) throws MissingBytes. Every check in the heap comes before the change
-//      it guards (a failed check must leave the state unchanged), so the aborted run has changed
-//      nothing but the heap's failed-allocation counter, which is compensated below. Those bytes
-//      are read and the call runs again; it picks the same object and now checks real memory.
+//      it guards (a failed check must leave the state unchanged), so the aborted run has done
+//      only what the complete run does first anyway (its writes are kept), except for counting
+//      a failed allocation, which is compensated below. Those bytes are read and the call runs
+//      again; it picks the same object and now checks real memory.
 //   3. flush: the writes are reduced to their final bytes, clipped to memory the heap still
 //      holds (a slab freed by this call may have gone back to the frame allocator, and a frame
 //      handed out meanwhile must not receive stale poison), merged into as few WritePhysical and
@@ -57,8 +58,8 @@ import { RED_ZONE_SIZE, type SlabCacheStatistics } from "./slab.ts";
 const RESERVED_OWNER_PREFIX = "pmm:";
 /** The machine contract's limit for one ReadPhysical or WritePhysical. */
 const MAX_PHYSICAL_TRANSFER = 16 * 1024 * 1024;
-/** Fills at least this long are sent as FillPhysical rather than as written bytes. */
-const FILL_CALL_MIN = PAGE_SIZE;
+/** Fills at least this long get a FillPhysical of their own rather than travelling as bytes. */
+const FILL_CALL_MIN = 64 * 1024;
 /** Runs of one heap call; each retry has read bytes the previous one lacked. */
 const MAX_HEAP_ATTEMPTS = 8;
 /** Granularity of reads for bytes a heap run missed. */
@@ -467,6 +468,9 @@ class MachineHeap {
   #unflushed: MachineWrite[] = [];
   // Failed allocations the heap counted for runs aborted by MissingBytes (not real failures).
   #abortedRunFailures = 0;
+  // The heap's failed-allocation counter as last read. Only a run that throws can advance it,
+  // so it is read after those alone (statistics() walks every cache).
+  #failedSeen = 0;
 
   constructor(frames: FrameAllocator, machine: Client<typeof MachineService>) {
     this.#machine = machine;
@@ -489,16 +493,17 @@ class MachineHeap {
       try {
         await this.#read(prefetch());
         for (let attempt = 1;; attempt++) {
-          const failedBefore = this.heap.statistics().failedAllocs;
           let result: T;
           try {
             result = operation(this.heap);
           } catch (err) {
+            const failed = this.heap.statistics().failedAllocs;
+            if (err instanceof MissingBytes) this.#abortedRunFailures += failed - this.#failedSeen;
+            this.#failedSeen = failed;
             if (!(err instanceof MissingBytes)) {
               await this.#flushJournal();
               throw err;
             }
-            this.#abortedRunFailures += this.heap.statistics().failedAllocs - failedBefore;
             if (attempt >= MAX_HEAP_ATTEMPTS) {
               await this.#flushJournal();
               throw new AstraError(
