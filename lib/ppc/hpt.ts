@@ -259,17 +259,23 @@ export function encodePageSize(
 ): { large: boolean; arpn: number } {
   checkUnsigned(realAddress, REAL_ADDRESS_LIMIT, "real address");
   if (realAddress % 2 ** pageShift !== 0) {
-    throw new RangeError(`real address 0x${realAddress.toString(16)} is not aligned to its 2^${pageShift}-byte page`);
+    throw new RangeError(
+      `real address 0x${realAddress.toString(16)} is not aligned to its 2^${pageShift}-byte page`,
+    );
   }
   if (pageShift === PAGE_SHIFT_4K) {
     if (basePageShift !== PAGE_SHIFT_4K) {
-      throw new RangeError(`a 4 KiB page cannot be mapped in a segment of 2^${basePageShift}-byte base pages`);
+      throw new RangeError(
+        `a 4 KiB page cannot be mapped in a segment of 2^${basePageShift}-byte base pages`,
+      );
     }
     return { large: false, arpn: realAddress / 4096 };
   }
   const encoding = largePageEncoding(basePageShift, pageShift);
   if (encoding < 0) {
-    throw new RangeError(`a 2^${pageShift}-byte page cannot be mapped in a segment of 2^${basePageShift}-byte base pages`);
+    throw new RangeError(
+      `a 2^${pageShift}-byte page cannot be mapped in a segment of 2^${basePageShift}-byte base pages`,
+    );
   }
   return { large: true, arpn: realAddress / 4096 + encoding };
 }
@@ -296,7 +302,8 @@ export function pageRealAddress(arpn: number, pageShift: number): number {
 
 /** Reads a big-endian unsigned 32-bit word. */
 export function readWordBE(bytes: Uint8Array, offset: number): number {
-  return ((bytes[offset] << 24) | (bytes[offset + 1] << 16) | (bytes[offset + 2] << 8) | bytes[offset + 3]) >>> 0;
+  return ((bytes[offset] << 24) | (bytes[offset + 1] << 16) | (bytes[offset + 2] << 8) |
+    bytes[offset + 3]) >>> 0;
 }
 
 function writeWordBE(bytes: Uint8Array, offset: number, value: number): void {
@@ -392,7 +399,8 @@ export function hptePermissions(
   segmentNoExecute: boolean,
 ): number {
   const allowed = ppPermissions(pp, key);
-  const fetchable = (allowed & PERM_READ) !== 0 && !noExecute && (wimg & WIMG_GUARDED) === 0 && !segmentNoExecute;
+  const fetchable = (allowed & PERM_READ) !== 0 && !noExecute && (wimg & WIMG_GUARDED) === 0 &&
+    !segmentNoExecute;
   return fetchable ? allowed | PERM_EXECUTE : allowed;
 }
 

@@ -26,8 +26,8 @@ import {
   ptegIndex,
   SEGMENT_1T,
   SEGMENT_256M,
-  type SegmentSize,
   segmentShift,
+  type SegmentSize,
   vsidLimit,
   WIMG_MEMORY,
 } from "../../lib/ppc/hpt.ts";
@@ -108,6 +108,8 @@ const KEY_GRANULE = 4096;
 /** The pages one VSID has in the table, keyed by segment offset / 4096. */
 interface VsidPages {
   segmentSize: SegmentSize;
+  /** A segment has one base page size, and every entry of it is of that size. */
+  pageShift: PageShift;
   slots: Map<number, number>;
 }
 
@@ -143,7 +145,10 @@ export class HashPageTable {
       throw invalidArgument("sizeField", (error as Error).message);
     }
     if (!Number.isSafeInteger(config.origin) || config.origin < 0 || config.origin % bytes !== 0) {
-      throw invalidArgument("origin", `HTABORG 0x${config.origin.toString(16)} is not aligned to the table size ${bytes}`);
+      throw invalidArgument(
+        "origin",
+        `HTABORG 0x${config.origin.toString(16)} is not aligned to the table size ${bytes}`,
+      );
     }
     this.origin = config.origin;
     this.sizeField = config.sizeField;
@@ -199,7 +204,16 @@ export class HashPageTable {
     const key = offset / KEY_GRANULE;
     const pages = this.index.get(mapping.vsid);
     if (pages && pages.segmentSize !== mapping.segmentSize) {
-      throw invalidArgument("segmentSize", `VSID ${mapping.vsid} is already used by a segment of the other size`);
+      throw invalidArgument(
+        "segmentSize",
+        `VSID ${mapping.vsid} is already used by a segment of the other size`,
+      );
+    }
+    if (pages && pages.pageShift !== mapping.pageShift) {
+      throw invalidArgument(
+        "pageShift",
+        `VSID ${mapping.vsid} already has 2^${pages.pageShift}-byte pages, not 2^${mapping.pageShift}`,
+      );
     }
     const hash = primaryHash(mapping.vsid, mapping.segmentSize, Math.floor(offset / 2 ** mapping.pageShift));
 
@@ -237,21 +251,25 @@ export class HashPageTable {
     this.slotEa[slot] = mapping.ea;
     this.slotPageShift[slot] = mapping.pageShift;
     this.slotReal[slot] = mapping.realAddress;
-    encodeHpte({
-      valid: true,
-      avpn: abbreviatedVpn(mapping.vsid, mapping.segmentSize, offset, mapping.pageShift),
-      software: mapping.bolted ? HPTE_SW_BOLTED : 0,
-      large,
-      secondary,
-      segmentSize: mapping.segmentSize,
-      arpn,
-      pp: mapping.pp,
-      key: mapping.key ?? 0,
-      referenced: false,
-      changed: false,
-      wimg: mapping.wimg ?? WIMG_MEMORY,
-      noExecute: mapping.noExecute,
-    }, this.shadow, slot * HPTE_BYTES);
+    encodeHpte(
+      {
+        valid: true,
+        avpn: abbreviatedVpn(mapping.vsid, mapping.segmentSize, offset, mapping.pageShift),
+        software: mapping.bolted ? HPTE_SW_BOLTED : 0,
+        large,
+        secondary,
+        segmentSize: mapping.segmentSize,
+        arpn,
+        pp: mapping.pp,
+        key: mapping.key ?? 0,
+        referenced: false,
+        changed: false,
+        wimg: mapping.wimg ?? WIMG_MEMORY,
+        noExecute: mapping.noExecute,
+      },
+      this.shadow,
+      slot * HPTE_BYTES,
+    );
     this.flush(slot);
     return { slot, address: this.addressOf(slot), secondary, replaced, evicted };
   }
@@ -261,7 +279,9 @@ export class HashPageTable {
    * and C restart clear (the caller invalidates the TLB for the page, as after any change).
    */
   updateProtection(vsid: number, ea: number, pp: number, noExecute: boolean): boolean {
-    if (!Number.isInteger(pp) || pp < 0 || pp > 7) throw invalidArgument("pp", `PP ${pp} is not a 3-bit value`);
+    if (!Number.isInteger(pp) || pp < 0 || pp > 7) {
+      throw invalidArgument("pp", `PP ${pp} is not a 3-bit value`);
+    }
     const slot = this.slotOf(vsid, ea);
     if (slot < 0) return false;
     const at = slot * HPTE_BYTES;
@@ -360,7 +380,7 @@ export class HashPageTable {
   private remember(slot: number, mapping: HpteMapping, key: number): void {
     let pages = this.index.get(mapping.vsid);
     if (!pages) {
-      pages = { segmentSize: mapping.segmentSize, slots: new Map() };
+      pages = { segmentSize: mapping.segmentSize, pageShift: mapping.pageShift, slots: new Map() };
       this.index.set(mapping.vsid, pages);
     }
     pages.slots.set(key, slot);
@@ -401,7 +421,10 @@ function checkMapping(mapping: HpteMapping): { large: boolean; arpn: number } {
   }
   const limit = vsidLimit(mapping.segmentSize);
   if (!Number.isInteger(mapping.vsid) || mapping.vsid < 0 || mapping.vsid >= limit) {
-    throw invalidArgument("vsid", `VSID ${mapping.vsid} does not fit the segment size's ${Math.log2(limit)} bits`);
+    throw invalidArgument(
+      "vsid",
+      `VSID ${mapping.vsid} does not fit the segment size's ${Math.log2(limit)} bits`,
+    );
   }
   if (!isSupportedPageShift(mapping.pageShift)) {
     throw invalidArgument("pageShift", `page shift ${mapping.pageShift} is not 12, 16 or 24`);
@@ -411,6 +434,14 @@ function checkMapping(mapping: HpteMapping): { large: boolean; arpn: number } {
   }
   if (!Number.isInteger(mapping.pp) || mapping.pp < 0 || mapping.pp > 7) {
     throw invalidArgument("pp", `PP ${mapping.pp} is not a 3-bit value`);
+  }
+  const wimg = mapping.wimg ?? WIMG_MEMORY;
+  if (!Number.isInteger(wimg) || wimg < 0 || wimg > 15) {
+    throw invalidArgument("wimg", `WIMG ${wimg} is not a 4-bit value`);
+  }
+  const key = mapping.key ?? 0;
+  if (!Number.isInteger(key) || key < 0 || key > 31) {
+    throw invalidArgument("key", `key ${key} is not a 5-bit value`);
   }
   try {
     return encodePageSize(mapping.pageShift, mapping.pageShift, mapping.realAddress);

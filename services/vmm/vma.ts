@@ -179,8 +179,6 @@ export interface PartialResult {
 export interface MadviseResult extends PartialResult {
   /** MADV_DONTNEED / MADV_FREE: pages to drop from the page table. */
   drop: Range[];
-  /** MADV_REMOVE: ranges of shared memory whose contents are discarded (parts of VMAs). */
-  discard: Vma[];
 }
 
 export interface MremapResult {
@@ -285,10 +283,18 @@ export class VmaSet {
       throw memoryError(Errno.EINVAL, "pageSize", `page size ${pageSize} is not 4096 or 65536`);
     }
     if (!Number.isSafeInteger(limit) || limit <= 0 || limit > 2 ** 47 || limit % pageSize !== 0) {
-      throw memoryError(Errno.EINVAL, "limit", `user address limit ${hex(limit)} is not page-aligned in (0, 2^47]`);
+      throw memoryError(
+        Errno.EINVAL,
+        "limit",
+        `user address limit ${hex(limit)} is not page-aligned in (0, 2^47]`,
+      );
     }
     if (!Number.isSafeInteger(minAddress) || minAddress < 0 || minAddress >= limit) {
-      throw memoryError(Errno.EINVAL, "minAddress", `minimum address ${hex(minAddress)} is not below the limit`);
+      throw memoryError(
+        Errno.EINVAL,
+        "minAddress",
+        `minimum address ${hex(minAddress)} is not below the limit`,
+      );
     }
     this.pageSize = pageSize;
     this.minAddress = minAddress;
@@ -312,7 +318,7 @@ export class VmaSet {
     return this.startBrkValue;
   }
 
-  get brkValueNow(): number {
+  get programBreak(): number {
     return this.brkValue;
   }
 
@@ -483,10 +489,18 @@ export class VmaSet {
       throw memoryError(Errno.EINVAL, argument, `fixed address ${hex(address)} is not page-aligned`);
     }
     if (length > this.limit - this.minAddress || address > this.limit - length) {
-      throw memoryError(Errno.ENOMEM, argument, `[${hex(address)}, +${hex(length)}) is beyond the user address limit`);
+      throw memoryError(
+        Errno.ENOMEM,
+        argument,
+        `[${hex(address)}, +${hex(length)}) is beyond the user address limit`,
+      );
     }
     if (address < this.minAddress) {
-      throw memoryError(Errno.EPERM, argument, `${hex(address)} is below mmap_min_addr ${hex(this.minAddress)}`);
+      throw memoryError(
+        Errno.EPERM,
+        argument,
+        `${hex(address)} is below mmap_min_addr ${hex(this.minAddress)}`,
+      );
     }
   }
 
@@ -499,9 +513,12 @@ export class VmaSet {
     const file = request.file ?? null;
     const offset = request.offset ?? 0;
     const anonymous = (flags & MAP_ANONYMOUS) !== 0;
-    if (!anonymous && !file) throw memoryError(Errno.EBADF, "fd", "a file mapping needs an open file");
     if (prot & ~(PROT_ACCESS | PROT_SEM)) {
-      throw memoryError(Errno.EINVAL, "prot", `protection ${hex(prot)} has bits this machine does not support`);
+      throw memoryError(
+        Errno.EINVAL,
+        "prot",
+        `protection ${hex(prot)} has bits this machine does not support`,
+      );
     }
     if (!Number.isSafeInteger(offset) || offset < 0) {
       throw memoryError(Errno.EOVERFLOW, "offset", `file offset ${offset} is out of range`);
@@ -509,12 +526,15 @@ export class VmaSet {
     if (offset % this.pageSize !== 0) {
       throw memoryError(Errno.EINVAL, "offset", `file offset ${hex(offset)} is not page-aligned`);
     }
+    if (!anonymous && !file) throw memoryError(Errno.EBADF, "fd", "a file mapping needs an open file");
     if (!Number.isSafeInteger(request.length) || request.length <= 0) {
       throw memoryError(Errno.EINVAL, "length", "mmap of zero bytes");
     }
     if (flags & MAP_FIXED_NOREPLACE) flags |= MAP_FIXED;
     const length = this.alignUp(request.length);
-    if (length > this.limit) throw memoryError(Errno.ENOMEM, "length", `${request.length} bytes exceed the address space`);
+    if (length > this.limit) {
+      throw memoryError(Errno.ENOMEM, "length", `${request.length} bytes exceed the address space`);
+    }
 
     const type = flags & MAP_TYPE;
     if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_SHARED_VALIDATE) {
@@ -535,7 +555,11 @@ export class VmaSet {
     if (file && !anonymous) {
       if (!file.readable) throw memoryError(Errno.EACCES, "fd", `${file.path} is not open for reading`);
       if (shared && (prot & PROT_WRITE) && !file.writable) {
-        throw memoryError(Errno.EACCES, "fd", `${file.path} is not open for writing, so it cannot be mapped shared and writable`);
+        throw memoryError(
+          Errno.EACCES,
+          "fd",
+          `${file.path} is not open for writing, so it cannot be mapped shared and writable`,
+        );
       }
     }
 
@@ -544,7 +568,11 @@ export class VmaSet {
       this.checkFixed(request.address, length, "addr");
       address = request.address;
       if ((flags & MAP_FIXED_NOREPLACE) && this.intersects(address, address + length)) {
-        throw memoryError(Errno.EEXIST, "addr", `[${hex(address)}, ${hex(address + length)}) is already mapped`);
+        throw memoryError(
+          Errno.EEXIST,
+          "addr",
+          `[${hex(address)}, ${hex(address + length)}) is already mapped`,
+        );
       }
     } else {
       address = this.place(request.address, length);
@@ -579,7 +607,11 @@ export class VmaSet {
 
   private checkUnmapRange(start: number, length: number): void {
     if (start % this.pageSize !== 0 || start > this.limit || length > this.limit - start) {
-      throw memoryError(Errno.EINVAL, "addr", `[${hex(start)}, +${hex(length)}) is not a page-aligned user range`);
+      throw memoryError(
+        Errno.EINVAL,
+        "addr",
+        `[${hex(start)}, +${hex(length)}) is not a page-aligned user range`,
+      );
     }
     if (this.alignUp(length) === 0) throw memoryError(Errno.EINVAL, "length", "munmap of zero bytes");
   }
@@ -593,7 +625,10 @@ export class VmaSet {
     const grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
     prot &= ~(PROT_GROWSDOWN | PROT_GROWSUP);
     if (grows === (PROT_GROWSDOWN | PROT_GROWSUP)) {
-      return { ...none, error: memoryError(Errno.EINVAL, "prot", "PROT_GROWSDOWN and PROT_GROWSUP together") };
+      return {
+        ...none,
+        error: memoryError(Errno.EINVAL, "prot", "PROT_GROWSDOWN and PROT_GROWSUP together"),
+      };
     }
     if (start % this.pageSize !== 0) {
       return { ...none, error: memoryError(Errno.EINVAL, "addr", `${hex(start)} is not page-aligned`) };
@@ -604,10 +639,14 @@ export class VmaSet {
       return { ...none, error: memoryError(Errno.ENOMEM, "length", "the range wraps around") };
     }
     if (prot & ~(PROT_ACCESS | PROT_SEM)) {
-      return { ...none, error: memoryError(Errno.EINVAL, "prot", `protection ${hex(prot)} has unsupported bits`) };
+      return {
+        ...none,
+        error: memoryError(Errno.EINVAL, "prot", `protection ${hex(prot)} has unsupported bits`),
+      };
     }
     const first = this.findFrom(start);
-    const noMapping = () => memoryError(Errno.ENOMEM, "addr", `[${hex(start)}, ${hex(end)}) is not fully mapped`);
+    const noMapping = () =>
+      memoryError(Errno.ENOMEM, "addr", `[${hex(start)}, ${hex(end)}) is not fully mapped`);
     if (grows & PROT_GROWSUP) {
       return { ...none, error: memoryError(Errno.EINVAL, "prot", "no mapping grows up on this machine") };
     }
@@ -615,7 +654,10 @@ export class VmaSet {
     if (grows & PROT_GROWSDOWN) {
       if (first.start >= end) return { ...none, error: noMapping() };
       if (!first.growsDown) {
-        return { ...none, error: memoryError(Errno.EINVAL, "prot", "PROT_GROWSDOWN on a mapping that does not grow down") };
+        return {
+          ...none,
+          error: memoryError(Errno.EINVAL, "prot", "PROT_GROWSDOWN on a mapping that does not grow down"),
+        };
       }
       start = first.start;
     } else if (first.start > start) {
@@ -627,12 +669,16 @@ export class VmaSet {
     let error: AstraError | null = null;
     for (let i = this.indexAfter(start); i < this.vmas.length && this.vmas[i].start < end; i++) {
       const vma = this.vmas[i];
-      if (vma.start !== cursor && vma.start > cursor) {
+      if (vma.start > cursor) {
         error = noMapping();
         break;
       }
       if ((access & PROT_WRITE) && !vma.mayWrite) {
-        error = memoryError(Errno.EACCES, "prot", `the mapping at ${hex(vma.start)} may not be made writable`);
+        error = memoryError(
+          Errno.EACCES,
+          "prot",
+          `the mapping at ${hex(vma.start)} may not be made writable`,
+        );
         break;
       }
       cursor = Math.min(vma.end, end);
@@ -642,9 +688,9 @@ export class VmaSet {
     return { changed: cursor > start ? [{ start, end: cursor }] : [], error };
   }
 
-  /** madvise(2): hints are accepted; DONTNEED/FREE/REMOVE report what to drop; fork flags are set. */
+  /** madvise(2): hints are accepted; DONTNEED/FREE report what to drop; fork flags are set. */
   madvise(start: number, length: number, advice: number): MadviseResult {
-    const result: MadviseResult = { changed: [], drop: [], discard: [], error: null };
+    const result: MadviseResult = { changed: [], drop: [], error: null };
     const known = MADV_HINTS.has(advice) ||
       [MADV_DONTNEED, MADV_FREE, MADV_REMOVE, MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK, MADV_KEEPONFORK]
         .includes(advice);
@@ -653,7 +699,9 @@ export class VmaSet {
       return { ...result, error: memoryError(Errno.EINVAL, "addr", `${hex(start)} is not page-aligned`) };
     }
     const aligned = this.alignUp(length);
-    if (length > 0 && aligned === 0) return { ...result, error: memoryError(Errno.EINVAL, "length", "length overflows") };
+    if (length > 0 && aligned === 0) {
+      return { ...result, error: memoryError(Errno.EINVAL, "length", "length overflows") };
+    }
     const end = start + aligned;
     if (end < start || end > Number.MAX_SAFE_INTEGER) {
       return { ...result, error: memoryError(Errno.EINVAL, "length", "the range wraps around") };
@@ -684,10 +732,6 @@ export class VmaSet {
         case MADV_FREE:
           result.drop.push(range);
           break;
-        case MADV_REMOVE:
-          result.discard.push(part);
-          result.drop.push(range);
-          break;
         case MADV_DONTFORK:
         case MADV_DOFORK:
         case MADV_WIPEONFORK:
@@ -701,7 +745,9 @@ export class VmaSet {
           break;
       }
     }
-    if (hole) result.error = memoryError(Errno.ENOMEM, "addr", `[${hex(start)}, ${hex(end)}) is not fully mapped`);
+    if (hole) {
+      result.error = memoryError(Errno.ENOMEM, "addr", `[${hex(start)}, ${hex(end)}) is not fully mapped`);
+    }
     return result;
   }
 
@@ -719,27 +765,43 @@ export class VmaSet {
       if (!vma.shared || !vma.mayWrite) {
         return memoryError(Errno.EACCES, "advice", "MADV_REMOVE needs a shared, writable mapping");
       }
-      if (vma.backing.kind === "file") {
-        return memoryError(Errno.ENOTSUP, "advice", "punching holes in files is not supported");
-      }
+      // Discarding the pages of every mapping of the object needs a reverse map vmm does not keep;
+      // Linux answers the same for a filesystem that cannot punch holes.
+      return memoryError(
+        Errno.ENOTSUP,
+        "advice",
+        "MADV_REMOVE (punching holes in shared memory) is not supported",
+      );
     }
     return null;
   }
 
   /** mremap(2), with Linux's order of checks and effects. */
-  mremap(oldAddress: number, oldLength: number, newLength: number, flags: number, newAddress: number): MremapResult {
+  mremap(
+    oldAddress: number,
+    oldLength: number,
+    newLength: number,
+    flags: number,
+    newAddress: number,
+  ): MremapResult {
     const fail = (errno: Errno, argument: string, message: string): MremapResult => ({
       address: 0,
       removed: [],
       moved: null,
       error: memoryError(errno, argument, message),
     });
-    if (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP)) return fail(Errno.EINVAL, "flags", `unknown flags ${hex(flags)}`);
-    if ((flags & MREMAP_FIXED) && !(flags & MREMAP_MAYMOVE)) return fail(Errno.EINVAL, "flags", "MREMAP_FIXED needs MREMAP_MAYMOVE");
+    if (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP)) {
+      return fail(Errno.EINVAL, "flags", `unknown flags ${hex(flags)}`);
+    }
+    if ((flags & MREMAP_FIXED) && !(flags & MREMAP_MAYMOVE)) {
+      return fail(Errno.EINVAL, "flags", "MREMAP_FIXED needs MREMAP_MAYMOVE");
+    }
     if ((flags & MREMAP_DONTUNMAP) && (!(flags & MREMAP_MAYMOVE) || oldLength !== newLength)) {
       return fail(Errno.EINVAL, "flags", "MREMAP_DONTUNMAP needs MREMAP_MAYMOVE and equal lengths");
     }
-    if (oldAddress % this.pageSize !== 0) return fail(Errno.EINVAL, "old_address", `${hex(oldAddress)} is not page-aligned`);
+    if (oldAddress % this.pageSize !== 0) {
+      return fail(Errno.EINVAL, "old_address", `${hex(oldAddress)} is not page-aligned`);
+    }
     let oldLen = this.alignUp(oldLength);
     const newLen = this.alignUp(newLength);
     if (newLen === 0) return fail(Errno.EINVAL, "new_size", "a new size of zero");
@@ -758,7 +820,9 @@ export class VmaSet {
 
     if (flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) {
       if (flags & MREMAP_FIXED) {
-        if (newAddress % this.pageSize !== 0) return fail(Errno.EINVAL, "new_address", `${hex(newAddress)} is not page-aligned`);
+        if (newAddress % this.pageSize !== 0) {
+          return fail(Errno.EINVAL, "new_address", `${hex(newAddress)} is not page-aligned`);
+        }
         if (newLen > this.limit || newAddress > this.limit - newLen) {
           return fail(Errno.EINVAL, "new_address", "the new range is beyond the user address limit");
         }
@@ -805,7 +869,9 @@ export class VmaSet {
       return { address: oldAddress, removed, moved: null, error: null };
     }
     if (!(flags & MREMAP_MAYMOVE)) {
-      return partial(memoryError(Errno.ENOMEM, "new_size", "no room to grow in place and MREMAP_MAYMOVE not given"));
+      return partial(
+        memoryError(Errno.ENOMEM, "new_size", "no room to grow in place and MREMAP_MAYMOVE not given"),
+      );
     }
     let target: number;
     try {
@@ -828,7 +894,9 @@ export class VmaSet {
     }
     if (newLen !== oldLen && vma.backing.kind !== "anonymous") {
       const end = vma.offset + (address - vma.start) + newLen;
-      if (!Number.isSafeInteger(end)) return memoryError(Errno.EINVAL, "new_size", "the file offset overflows");
+      if (!Number.isSafeInteger(end)) {
+        return memoryError(Errno.EINVAL, "new_size", "the file offset overflows");
+      }
     }
     return vma;
   }
@@ -849,8 +917,8 @@ export class VmaSet {
     keepSource: boolean,
     removed: Vma[],
   ): MremapResult {
-    const part = clip(vma, oldAddress, oldAddress + Math.max(oldLen, this.pageSize));
-    const moved: Vma = { ...part, start: target, end: target + newLen };
+    const offset = vma.backing.kind === "anonymous" ? 0 : vma.offset + (oldAddress - vma.start);
+    const moved: Vma = { ...vma, start: target, end: target + newLen, offset };
     // A duplicate (old size 0) of a shared mapping leaves the original in place.
     this.insert(moved);
     if (oldLen > 0 && !keepSource) this.carve(oldAddress, oldAddress + oldLen);
@@ -865,7 +933,11 @@ export class VmaSet {
   /** Sets where brk starts (exec: the end of the highest segment) and the data size RLIMIT_DATA counts. */
   setProgramBreak(start: number, dataBytes = 0): void {
     if (!Number.isSafeInteger(start) || start < 0 || start % this.pageSize !== 0 || start > this.limit) {
-      throw memoryError(Errno.EINVAL, "start", `program break ${hex(start)} is not a page-aligned user address`);
+      throw memoryError(
+        Errno.EINVAL,
+        "start",
+        `program break ${hex(start)} is not a page-aligned user address`,
+      );
     }
     this.startBrkValue = start;
     this.brkValue = start;
@@ -987,7 +1059,8 @@ export class VmaSet {
       } else if (vma.start <= this.startStackValue && vma.end >= this.startStackValue) {
         name = "[stack]";
       }
-      const head = `${vma.start.toString(16).padStart(8, "0")}-${vma.end.toString(16).padStart(8, "0")} ${perms} ` +
+      const head =
+        `${vma.start.toString(16).padStart(8, "0")}-${vma.end.toString(16).padStart(8, "0")} ${perms} ` +
         `${offset.toString(16).padStart(8, "0")} ${major.toString(16).padStart(2, "0")}:` +
         `${minor.toString(16).padStart(2, "0")} ${inode} `;
       text += name ? `${head.padEnd(72)} ${name}\n` : `${head}\n`;
