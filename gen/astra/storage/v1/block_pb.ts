@@ -4,13 +4,17 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { VolumeStatistics } from "./lfsx_pb.ts";
+import { file_astra_storage_v1_lfsx } from "./lfsx_pb.ts";
+import type { VfsStatistics } from "./vfs_pb.ts";
+import { file_astra_storage_v1_vfs } from "./vfs_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file astra/storage/v1/block.proto.
  */
 export const file_astra_storage_v1_block: GenFile = /*@__PURE__*/
-  fileDesc("Chxhc3RyYS9zdG9yYWdlL3YxL2Jsb2NrLnByb3RvEhBhc3RyYS5zdG9yYWdlLnYxIuUBCgtCbG9ja0RldmljZRIMCgRuYW1lGAEgASgJEi4KBmRyaXZlchgCIAEoDjIeLmFzdHJhLnN0b3JhZ2UudjEuRGV2aWNlRHJpdmVyEhIKCmJsb2NrX3NpemUYAyABKA0SEwoLYmxvY2tfY291bnQYBCABKAQSDQoFbW9kZWwYBSABKAkSDgoGc2VyaWFsGAYgASgJEhAKCGZpcm13YXJlGAcgASgJEhkKEXBvcnRfb3JfbmFtZXNwYWNlGAggASgNEhMKC3F1ZXVlX2RlcHRoGAkgASgNEg4KBm9ubGluZRgKIAEoCCIUChJMaXN0RGV2aWNlc1JlcXVlc3QiRQoTTGlzdERldmljZXNSZXNwb25zZRIuCgdkZXZpY2VzGAEgAygLMh0uYXN0cmEuc3RvcmFnZS52MS5CbG9ja0RldmljZSInChVJZGVudGlmeURldmljZVJlcXVlc3QSDgoGZGV2aWNlGAEgASgJIlQKFklkZW50aWZ5RGV2aWNlUmVzcG9uc2USLQoGZGV2aWNlGAEgASgLMh0uYXN0cmEuc3RvcmFnZS52MS5CbG9ja0RldmljZRILCgNyYXcYAiABKAwiPwoRUmVhZEJsb2Nrc1JlcXVlc3QSDgoGZGV2aWNlGAEgASgJEgsKA2xiYRgCIAEoBBINCgVjb3VudBgDIAEoDSIiChJSZWFkQmxvY2tzUmVzcG9uc2USDAoEZGF0YRgBIAEoDCJMChJXcml0ZUJsb2Nrc1JlcXVlc3QSDgoGZGV2aWNlGAEgASgJEgsKA2xiYRgCIAEoBBIMCgRkYXRhGAMgASgMEgsKA2Z1YRgEIAEoCCItChNXcml0ZUJsb2Nrc1Jlc3BvbnNlEhYKDmJsb2Nrc193cml0dGVuGAEgASgNIiQKEkZsdXNoRGV2aWNlUmVxdWVzdBIOCgZkZXZpY2UYASABKAkiFQoTRmx1c2hEZXZpY2VSZXNwb25zZSLxAQoQRGV2aWNlU3RhdGlzdGljcxIOCgZkZXZpY2UYASABKAkSDQoFcmVhZHMYAiABKAQSDgoGd3JpdGVzGAMgASgEEg8KB2ZsdXNoZXMYBCABKAQSEwoLYmxvY2tzX3JlYWQYBSABKAQSFgoOYmxvY2tzX3dyaXR0ZW4YBiABKAQSDwoHcmV0cmllcxgHIAEoBBIOCgZlcnJvcnMYCCABKAQSDgoGcmVzZXRzGAkgASgEEg4KBnF1ZXVlZBgKIAEoDRISCgptYXhfcXVldWVkGAsgASgNEhsKE21lYW5fbGF0ZW5jeV9taWNyb3MYDCABKAEiLAoaR2V0RGV2aWNlU3RhdGlzdGljc1JlcXVlc3QSDgoGZGV2aWNlGAEgASgJIlUKG0dldERldmljZVN0YXRpc3RpY3NSZXNwb25zZRI2CgpzdGF0aXN0aWNzGAEgASgLMiIuYXN0cmEuc3RvcmFnZS52MS5EZXZpY2VTdGF0aXN0aWNzIiQKElJlc2V0RGV2aWNlUmVxdWVzdBIOCgZkZXZpY2UYASABKAkiLwoTUmVzZXREZXZpY2VSZXNwb25zZRIYChByZXF1ZXN0c19yZXRyaWVkGAEgASgNIhYKFEdldFN0YXRpc3RpY3NSZXF1ZXN0IsIBChVHZXRTdGF0aXN0aWNzUmVzcG9uc2USEgoKYWhjaV9wb3J0cxgBIAEoDRIXCg9udm1lX25hbWVzcGFjZXMYAiABKA0SMwoHZGV2aWNlcxgDIAMoCzIiLmFzdHJhLnN0b3JhZ2UudjEuRGV2aWNlU3RhdGlzdGljcxIXCg9tb3VudGVkX3ZvbHVtZXMYBCABKA0SEgoKb3Blbl9maWxlcxgFIAEoDRIaChJpbnRlcnJ1cHRzX2hhbmRsZWQYBiABKAQqXQoMRGV2aWNlRHJpdmVyEh0KGURFVklDRV9EUklWRVJfVU5TUEVDSUZJRUQQABIWChJERVZJQ0VfRFJJVkVSX0FIQ0kQARIWChJERVZJQ0VfRFJJVkVSX05WTUUQAjK1BgoMQmxvY2tTZXJ2aWNlEl8KC0xpc3REZXZpY2VzEiQuYXN0cmEuc3RvcmFnZS52MS5MaXN0RGV2aWNlc1JlcXVlc3QaJS5hc3RyYS5zdG9yYWdlLnYxLkxpc3REZXZpY2VzUmVzcG9uc2UiA5ACARJoCg5JZGVudGlmeURldmljZRInLmFzdHJhLnN0b3JhZ2UudjEuSWRlbnRpZnlEZXZpY2VSZXF1ZXN0GiguYXN0cmEuc3RvcmFnZS52MS5JZGVudGlmeURldmljZVJlc3BvbnNlIgOQAgESXAoKUmVhZEJsb2NrcxIjLmFzdHJhLnN0b3JhZ2UudjEuUmVhZEJsb2Nrc1JlcXVlc3QaJC5hc3RyYS5zdG9yYWdlLnYxLlJlYWRCbG9ja3NSZXNwb25zZSIDkAIBEl8KC1dyaXRlQmxvY2tzEiQuYXN0cmEuc3RvcmFnZS52MS5Xcml0ZUJsb2Nrc1JlcXVlc3QaJS5hc3RyYS5zdG9yYWdlLnYxLldyaXRlQmxvY2tzUmVzcG9uc2UiA5ACAhJfCgtGbHVzaERldmljZRIkLmFzdHJhLnN0b3JhZ2UudjEuRmx1c2hEZXZpY2VSZXF1ZXN0GiUuYXN0cmEuc3RvcmFnZS52MS5GbHVzaERldmljZVJlc3BvbnNlIgOQAgISdwoTR2V0RGV2aWNlU3RhdGlzdGljcxIsLmFzdHJhLnN0b3JhZ2UudjEuR2V0RGV2aWNlU3RhdGlzdGljc1JlcXVlc3QaLS5hc3RyYS5zdG9yYWdlLnYxLkdldERldmljZVN0YXRpc3RpY3NSZXNwb25zZSIDkAIBEloKC1Jlc2V0RGV2aWNlEiQuYXN0cmEuc3RvcmFnZS52MS5SZXNldERldmljZVJlcXVlc3QaJS5hc3RyYS5zdG9yYWdlLnYxLlJlc2V0RGV2aWNlUmVzcG9uc2USZQoNR2V0U3RhdGlzdGljcxImLmFzdHJhLnN0b3JhZ2UudjEuR2V0U3RhdGlzdGljc1JlcXVlc3QaJy5hc3RyYS5zdG9yYWdlLnYxLkdldFN0YXRpc3RpY3NSZXNwb25zZSIDkAIBYgZwcm90bzM");
+  fileDesc("Chxhc3RyYS9zdG9yYWdlL3YxL2Jsb2NrLnByb3RvEhBhc3RyYS5zdG9yYWdlLnYxIrACCgtCbG9ja0RldmljZRIMCgRuYW1lGAEgASgJEi4KBmRyaXZlchgCIAEoDjIeLmFzdHJhLnN0b3JhZ2UudjEuRGV2aWNlRHJpdmVyEhIKCmJsb2NrX3NpemUYAyABKA0SEwoLYmxvY2tfY291bnQYBCABKAQSDQoFbW9kZWwYBSABKAkSDgoGc2VyaWFsGAYgASgJEhAKCGZpcm13YXJlGAcgASgJEhkKEXBvcnRfb3JfbmFtZXNwYWNlGAggASgNEhMKC3F1ZXVlX2RlcHRoGAkgASgNEg4KBm9ubGluZRgKIAEoCBISCgpzaXplX2J5dGVzGAsgASgEEhcKD252bWVfY29udHJvbGxlchgMIAEoDRIcChR2b2xhdGlsZV93cml0ZV9jYWNoZRgNIAEoCCIUChJMaXN0RGV2aWNlc1JlcXVlc3QiRQoTTGlzdERldmljZXNSZXNwb25zZRIuCgdkZXZpY2VzGAEgAygLMh0uYXN0cmEuc3RvcmFnZS52MS5CbG9ja0RldmljZSInChVJZGVudGlmeURldmljZVJlcXVlc3QSDgoGZGV2aWNlGAEgASgJIlQKFklkZW50aWZ5RGV2aWNlUmVzcG9uc2USLQoGZGV2aWNlGAEgASgLMh0uYXN0cmEuc3RvcmFnZS52MS5CbG9ja0RldmljZRILCgNyYXcYAiABKAwiPwoRUmVhZEJsb2Nrc1JlcXVlc3QSDgoGZGV2aWNlGAEgASgJEgsKA2xiYRgCIAEoBBINCgVjb3VudBgDIAEoDSIiChJSZWFkQmxvY2tzUmVzcG9uc2USDAoEZGF0YRgBIAEoDCJMChJXcml0ZUJsb2Nrc1JlcXVlc3QSDgoGZGV2aWNlGAEgASgJEgsKA2xiYRgCIAEoBBIMCgRkYXRhGAMgASgMEgsKA2Z1YRgEIAEoCCItChNXcml0ZUJsb2Nrc1Jlc3BvbnNlEhYKDmJsb2Nrc193cml0dGVuGAEgASgNIiQKEkZsdXNoRGV2aWNlUmVxdWVzdBIOCgZkZXZpY2UYASABKAkiFQoTRmx1c2hEZXZpY2VSZXNwb25zZSKtAwoQRGV2aWNlU3RhdGlzdGljcxIOCgZkZXZpY2UYASABKAkSDQoFcmVhZHMYAiABKAQSDgoGd3JpdGVzGAMgASgEEg8KB2ZsdXNoZXMYBCABKAQSEwoLYmxvY2tzX3JlYWQYBSABKAQSFgoOYmxvY2tzX3dyaXR0ZW4YBiABKAQSDwoHcmV0cmllcxgHIAEoBBIOCgZlcnJvcnMYCCABKAQSDgoGcmVzZXRzGAkgASgEEg4KBnF1ZXVlZBgKIAEoDRISCgptYXhfcXVldWVkGAsgASgNEhsKE21lYW5fbGF0ZW5jeV9taWNyb3MYDCABKAESEAoIdGltZW91dHMYDSABKAQSNgoMcmVhZF9sYXRlbmN5GA4gASgLMiAuYXN0cmEuc3RvcmFnZS52MS5MYXRlbmN5U3VtbWFyeRI3Cg13cml0ZV9sYXRlbmN5GA8gASgLMiAuYXN0cmEuc3RvcmFnZS52MS5MYXRlbmN5U3VtbWFyeRI3Cg1mbHVzaF9sYXRlbmN5GBAgASgLMiAuYXN0cmEuc3RvcmFnZS52MS5MYXRlbmN5U3VtbWFyeSJwCg5MYXRlbmN5U3VtbWFyeRINCgVjb3VudBgBIAEoBBITCgttZWFuX21pY3JvcxgCIAEoARISCgpwNTBfbWljcm9zGAMgASgBEhIKCnA5OV9taWNyb3MYBCABKAESEgoKbWF4X21pY3JvcxgFIAEoASIsChpHZXREZXZpY2VTdGF0aXN0aWNzUmVxdWVzdBIOCgZkZXZpY2UYASABKAkiVQobR2V0RGV2aWNlU3RhdGlzdGljc1Jlc3BvbnNlEjYKCnN0YXRpc3RpY3MYASABKAsyIi5hc3RyYS5zdG9yYWdlLnYxLkRldmljZVN0YXRpc3RpY3MiJAoSUmVzZXREZXZpY2VSZXF1ZXN0Eg4KBmRldmljZRgBIAEoCSIvChNSZXNldERldmljZVJlc3BvbnNlEhgKEHJlcXVlc3RzX3JldHJpZWQYASABKA0iFgoUR2V0U3RhdGlzdGljc1JlcXVlc3QipQIKFUdldFN0YXRpc3RpY3NSZXNwb25zZRISCgphaGNpX3BvcnRzGAEgASgNEhcKD252bWVfbmFtZXNwYWNlcxgCIAEoDRIzCgdkZXZpY2VzGAMgAygLMiIuYXN0cmEuc3RvcmFnZS52MS5EZXZpY2VTdGF0aXN0aWNzEhcKD21vdW50ZWRfdm9sdW1lcxgEIAEoDRISCgpvcGVuX2ZpbGVzGAUgASgNEhoKEmludGVycnVwdHNfaGFuZGxlZBgGIAEoBBIzCgd2b2x1bWVzGAcgAygLMiIuYXN0cmEuc3RvcmFnZS52MS5Wb2x1bWVTdGF0aXN0aWNzEiwKA3ZmcxgIIAEoCzIfLmFzdHJhLnN0b3JhZ2UudjEuVmZzU3RhdGlzdGljcypdCgxEZXZpY2VEcml2ZXISHQoZREVWSUNFX0RSSVZFUl9VTlNQRUNJRklFRBAAEhYKEkRFVklDRV9EUklWRVJfQUhDSRABEhYKEkRFVklDRV9EUklWRVJfTlZNRRACMrUGCgxCbG9ja1NlcnZpY2USXwoLTGlzdERldmljZXMSJC5hc3RyYS5zdG9yYWdlLnYxLkxpc3REZXZpY2VzUmVxdWVzdBolLmFzdHJhLnN0b3JhZ2UudjEuTGlzdERldmljZXNSZXNwb25zZSIDkAIBEmgKDklkZW50aWZ5RGV2aWNlEicuYXN0cmEuc3RvcmFnZS52MS5JZGVudGlmeURldmljZVJlcXVlc3QaKC5hc3RyYS5zdG9yYWdlLnYxLklkZW50aWZ5RGV2aWNlUmVzcG9uc2UiA5ACARJcCgpSZWFkQmxvY2tzEiMuYXN0cmEuc3RvcmFnZS52MS5SZWFkQmxvY2tzUmVxdWVzdBokLmFzdHJhLnN0b3JhZ2UudjEuUmVhZEJsb2Nrc1Jlc3BvbnNlIgOQAgESXwoLV3JpdGVCbG9ja3MSJC5hc3RyYS5zdG9yYWdlLnYxLldyaXRlQmxvY2tzUmVxdWVzdBolLmFzdHJhLnN0b3JhZ2UudjEuV3JpdGVCbG9ja3NSZXNwb25zZSIDkAICEl8KC0ZsdXNoRGV2aWNlEiQuYXN0cmEuc3RvcmFnZS52MS5GbHVzaERldmljZVJlcXVlc3QaJS5hc3RyYS5zdG9yYWdlLnYxLkZsdXNoRGV2aWNlUmVzcG9uc2UiA5ACAhJ3ChNHZXREZXZpY2VTdGF0aXN0aWNzEiwuYXN0cmEuc3RvcmFnZS52MS5HZXREZXZpY2VTdGF0aXN0aWNzUmVxdWVzdBotLmFzdHJhLnN0b3JhZ2UudjEuR2V0RGV2aWNlU3RhdGlzdGljc1Jlc3BvbnNlIgOQAgESWgoLUmVzZXREZXZpY2USJC5hc3RyYS5zdG9yYWdlLnYxLlJlc2V0RGV2aWNlUmVxdWVzdBolLmFzdHJhLnN0b3JhZ2UudjEuUmVzZXREZXZpY2VSZXNwb25zZRJlCg1HZXRTdGF0aXN0aWNzEiYuYXN0cmEuc3RvcmFnZS52MS5HZXRTdGF0aXN0aWNzUmVxdWVzdBonLmFzdHJhLnN0b3JhZ2UudjEuR2V0U3RhdGlzdGljc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_astra_storage_v1_lfsx, file_astra_storage_v1_vfs]);
 
 /**
  * @generated from message astra.storage.v1.BlockDevice
@@ -73,6 +77,27 @@ export type BlockDevice = Message<"astra.storage.v1.BlockDevice"> & {
    * @generated from field: bool online = 10;
    */
   online: boolean;
+
+  /**
+   * block_size × block_count.
+   *
+   * @generated from field: uint64 size_bytes = 11;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * The NVMe controller of an nvme<c>n<ns> device (0 for AHCI devices).
+   *
+   * @generated from field: uint32 nvme_controller = 12;
+   */
+  nvmeController: number;
+
+  /**
+   * The device has a volatile write cache, so that flushes and FUA matter.
+   *
+   * @generated from field: bool volatile_write_cache = 13;
+   */
+  volatileWriteCache: boolean;
 };
 
 /**
@@ -349,6 +374,28 @@ export type DeviceStatistics = Message<"astra.storage.v1.DeviceStatistics"> & {
    * @generated from field: double mean_latency_micros = 12;
    */
   meanLatencyMicros: number;
+
+  /**
+   * Commands the device never completed (they fail with ETIMEDOUT after the driver's retries).
+   *
+   * @generated from field: uint64 timeouts = 13;
+   */
+  timeouts: bigint;
+
+  /**
+   * @generated from field: astra.storage.v1.LatencySummary read_latency = 14;
+   */
+  readLatency?: LatencySummary | undefined;
+
+  /**
+   * @generated from field: astra.storage.v1.LatencySummary write_latency = 15;
+   */
+  writeLatency?: LatencySummary | undefined;
+
+  /**
+   * @generated from field: astra.storage.v1.LatencySummary flush_latency = 16;
+   */
+  flushLatency?: LatencySummary | undefined;
 };
 
 /**
@@ -357,6 +404,45 @@ export type DeviceStatistics = Message<"astra.storage.v1.DeviceStatistics"> & {
  */
 export const DeviceStatisticsSchema: GenMessage<DeviceStatistics> = /*@__PURE__*/
   messageDesc(file_astra_storage_v1_block, 11);
+
+/**
+ * A latency distribution, in microseconds.
+ *
+ * @generated from message astra.storage.v1.LatencySummary
+ */
+export type LatencySummary = Message<"astra.storage.v1.LatencySummary"> & {
+  /**
+   * @generated from field: uint64 count = 1;
+   */
+  count: bigint;
+
+  /**
+   * @generated from field: double mean_micros = 2;
+   */
+  meanMicros: number;
+
+  /**
+   * @generated from field: double p50_micros = 3;
+   */
+  p50Micros: number;
+
+  /**
+   * @generated from field: double p99_micros = 4;
+   */
+  p99Micros: number;
+
+  /**
+   * @generated from field: double max_micros = 5;
+   */
+  maxMicros: number;
+};
+
+/**
+ * Describes the message astra.storage.v1.LatencySummary.
+ * Use `create(LatencySummarySchema)` to create a new message.
+ */
+export const LatencySummarySchema: GenMessage<LatencySummary> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_block, 12);
 
 /**
  * @generated from message astra.storage.v1.GetDeviceStatisticsRequest
@@ -373,7 +459,7 @@ export type GetDeviceStatisticsRequest = Message<"astra.storage.v1.GetDeviceStat
  * Use `create(GetDeviceStatisticsRequestSchema)` to create a new message.
  */
 export const GetDeviceStatisticsRequestSchema: GenMessage<GetDeviceStatisticsRequest> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_block, 12);
+  messageDesc(file_astra_storage_v1_block, 13);
 
 /**
  * @generated from message astra.storage.v1.GetDeviceStatisticsResponse
@@ -390,7 +476,7 @@ export type GetDeviceStatisticsResponse = Message<"astra.storage.v1.GetDeviceSta
  * Use `create(GetDeviceStatisticsResponseSchema)` to create a new message.
  */
 export const GetDeviceStatisticsResponseSchema: GenMessage<GetDeviceStatisticsResponse> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_block, 13);
+  messageDesc(file_astra_storage_v1_block, 14);
 
 /**
  * @generated from message astra.storage.v1.ResetDeviceRequest
@@ -407,7 +493,7 @@ export type ResetDeviceRequest = Message<"astra.storage.v1.ResetDeviceRequest"> 
  * Use `create(ResetDeviceRequestSchema)` to create a new message.
  */
 export const ResetDeviceRequestSchema: GenMessage<ResetDeviceRequest> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_block, 14);
+  messageDesc(file_astra_storage_v1_block, 15);
 
 /**
  * @generated from message astra.storage.v1.ResetDeviceResponse
@@ -426,7 +512,7 @@ export type ResetDeviceResponse = Message<"astra.storage.v1.ResetDeviceResponse"
  * Use `create(ResetDeviceResponseSchema)` to create a new message.
  */
 export const ResetDeviceResponseSchema: GenMessage<ResetDeviceResponse> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_block, 15);
+  messageDesc(file_astra_storage_v1_block, 16);
 
 /**
  * @generated from message astra.storage.v1.GetStatisticsRequest
@@ -439,7 +525,7 @@ export type GetStatisticsRequest = Message<"astra.storage.v1.GetStatisticsReques
  * Use `create(GetStatisticsRequestSchema)` to create a new message.
  */
 export const GetStatisticsRequestSchema: GenMessage<GetStatisticsRequest> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_block, 16);
+  messageDesc(file_astra_storage_v1_block, 17);
 
 /**
  * @generated from message astra.storage.v1.GetStatisticsResponse
@@ -478,6 +564,18 @@ export type GetStatisticsResponse = Message<"astra.storage.v1.GetStatisticsRespo
    * @generated from field: uint64 interrupts_handled = 6;
    */
   interruptsHandled: bigint;
+
+  /**
+   * Each mounted LFSX volume in detail, and the file system layer.
+   *
+   * @generated from field: repeated astra.storage.v1.VolumeStatistics volumes = 7;
+   */
+  volumes: VolumeStatistics[];
+
+  /**
+   * @generated from field: astra.storage.v1.VfsStatistics vfs = 8;
+   */
+  vfs?: VfsStatistics | undefined;
 };
 
 /**
@@ -485,7 +583,7 @@ export type GetStatisticsResponse = Message<"astra.storage.v1.GetStatisticsRespo
  * Use `create(GetStatisticsResponseSchema)` to create a new message.
  */
 export const GetStatisticsResponseSchema: GenMessage<GetStatisticsResponse> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_block, 17);
+  messageDesc(file_astra_storage_v1_block, 18);
 
 /**
  * DeviceDriver is the driver behind a block device.

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file astra/storage/v1/nvme.proto.
  */
 export const file_astra_storage_v1_nvme: GenFile = /*@__PURE__*/
-  fileDesc("Chthc3RyYS9zdG9yYWdlL3YxL252bWUucHJvdG8SEGFzdHJhLnN0b3JhZ2UudjEiQgoWTnZtZVNlcnZpY2VJbml0UmVxdWVzdBIRCglpb19xdWV1ZXMYASABKA0SFQoNcXVldWVfZW50cmllcxgCIAEoDSJoChdOdm1lU2VydmljZUluaXRSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgNEhEKCWlvX3F1ZXVlcxgCIAEoDRIVCg1xdWV1ZV9lbnRyaWVzGAMgASgNEhIKCm5hbWVzcGFjZXMYBCADKA0iRwoSQ3JlYXRlUXVldWVSZXF1ZXN0EhAKCHF1ZXVlX2lkGAEgASgNEg8KB2VudHJpZXMYAiABKA0SDgoGdmVjdG9yGAMgASgNIlkKE0NyZWF0ZVF1ZXVlUmVzcG9uc2USIAoYc3VibWlzc2lvbl9xdWV1ZV9hZGRyZXNzGAEgASgEEiAKGGNvbXBsZXRpb25fcXVldWVfYWRkcmVzcxgCIAEoBCImChJEZWxldGVRdWV1ZVJlcXVlc3QSEAoIcXVldWVfaWQYASABKA0iFQoTRGVsZXRlUXVldWVSZXNwb25zZSIbChlJZGVudGlmeUNvbnRyb2xsZXJSZXF1ZXN0IoACChpJZGVudGlmeUNvbnRyb2xsZXJSZXNwb25zZRIRCgl2ZW5kb3JfaWQYASABKA0SDgoGc2VyaWFsGAIgASgJEg0KBW1vZGVsGAMgASgJEhAKCGZpcm13YXJlGAQgASgJEhoKEm1heF90cmFuc2Zlcl9ieXRlcxgFIAEoBBIXCg9uYW1lc3BhY2VfY291bnQYBiABKA0SHgoWc3VibWlzc2lvbl9lbnRyeV9ieXRlcxgHIAEoDRIeChZjb21wbGV0aW9uX2VudHJ5X2J5dGVzGAggASgNEhwKFHZvbGF0aWxlX3dyaXRlX2NhY2hlGAkgASgIEgsKA3JhdxgKIAEoDCJWCglMYmFGb3JtYXQSDQoFaW5kZXgYASABKA0SEgoKZGF0YV9ieXRlcxgCIAEoDRIWCg5tZXRhZGF0YV9ieXRlcxgDIAEoDRIOCgZpbl91c2UYBCABKAgiMAoYSWRlbnRpZnlOYW1lc3BhY2VSZXF1ZXN0EhQKDG5hbWVzcGFjZV9pZBgBIAEoDSLIAQoZSWRlbnRpZnlOYW1lc3BhY2VSZXNwb25zZRIUCgxuYW1lc3BhY2VfaWQYASABKA0SEwoLc2l6ZV9ibG9ja3MYAiABKAQSFwoPY2FwYWNpdHlfYmxvY2tzGAMgASgEEhMKC3VzZWRfYmxvY2tzGAQgASgEEhMKC2Jsb2NrX2J5dGVzGAUgASgNEjAKC2xiYV9mb3JtYXRzGAYgAygLMhsuYXN0cmEuc3RvcmFnZS52MS5MYmFGb3JtYXQSCwoDcmF3GAcgASgMIhwKGkVudW1lcmF0ZU5hbWVzcGFjZXNSZXF1ZXN0Il4KG0VudW1lcmF0ZU5hbWVzcGFjZXNSZXNwb25zZRI/CgpuYW1lc3BhY2VzGAEgAygLMisuYXN0cmEuc3RvcmFnZS52MS5JZGVudGlmeU5hbWVzcGFjZVJlc3BvbnNlIlwKFk52bWVTZXJ2aWNlUmVhZFJlcXVlc3QSFAoMbmFtZXNwYWNlX2lkGAEgASgNEgsKA2xiYRgCIAEoBBINCgVjb3VudBgDIAEoDRIQCghxdWV1ZV9pZBgEIAEoDSInChdOdm1lU2VydmljZVJlYWRSZXNwb25zZRIMCgRkYXRhGAEgASgMImkKF052bWVTZXJ2aWNlV3JpdGVSZXF1ZXN0EhQKDG5hbWVzcGFjZV9pZBgBIAEoDRILCgNsYmEYAiABKAQSDAoEZGF0YRgDIAEoDBILCgNmdWEYBCABKAgSEAoIcXVldWVfaWQYBSABKA0iMgoYTnZtZVNlcnZpY2VXcml0ZVJlc3BvbnNlEhYKDmJsb2Nrc193cml0dGVuGAEgASgNImIKFFN1Ym1pdENvbW1hbmRSZXF1ZXN0EhAKCHF1ZXVlX2lkGAEgASgNEg8KB2NvbW1hbmQYAiABKAwSDwoHcGF5bG9hZBgDIAEoDBIWCg50cmFuc2Zlcl9ieXRlcxgEIAEoDSIrChVTdWJtaXRDb21tYW5kUmVzcG9uc2USEgoKY29tbWFuZF9pZBgBIAEoDSJRChVXYWl0Q29tcGxldGlvblJlcXVlc3QSEAoIcXVldWVfaWQYASABKA0SEgoKY29tbWFuZF9pZBgCIAEoDRISCgp0aW1lb3V0X21zGAMgASgNIkYKFldhaXRDb21wbGV0aW9uUmVzcG9uc2USDgoGcmVzdWx0GAEgASgNEg4KBnN0YXR1cxgCIAEoDRIMCgRkYXRhGAMgASgMIhgKFlJlc2V0Q29udHJvbGxlclJlcXVlc3QiNwoXUmVzZXRDb250cm9sbGVyUmVzcG9uc2USHAoUY29tbWFuZHNfcmVzdWJtaXR0ZWQYASABKA0y+ggKC052bWVTZXJ2aWNlElsKBEluaXQSKC5hc3RyYS5zdG9yYWdlLnYxLk52bWVTZXJ2aWNlSW5pdFJlcXVlc3QaKS5hc3RyYS5zdG9yYWdlLnYxLk52bWVTZXJ2aWNlSW5pdFJlc3BvbnNlEloKC0NyZWF0ZVF1ZXVlEiQuYXN0cmEuc3RvcmFnZS52MS5DcmVhdGVRdWV1ZVJlcXVlc3QaJS5hc3RyYS5zdG9yYWdlLnYxLkNyZWF0ZVF1ZXVlUmVzcG9uc2USWgoLRGVsZXRlUXVldWUSJC5hc3RyYS5zdG9yYWdlLnYxLkRlbGV0ZVF1ZXVlUmVxdWVzdBolLmFzdHJhLnN0b3JhZ2UudjEuRGVsZXRlUXVldWVSZXNwb25zZRJ0ChJJZGVudGlmeUNvbnRyb2xsZXISKy5hc3RyYS5zdG9yYWdlLnYxLklkZW50aWZ5Q29udHJvbGxlclJlcXVlc3QaLC5hc3RyYS5zdG9yYWdlLnYxLklkZW50aWZ5Q29udHJvbGxlclJlc3BvbnNlIgOQAgEScQoRSWRlbnRpZnlOYW1lc3BhY2USKi5hc3RyYS5zdG9yYWdlLnYxLklkZW50aWZ5TmFtZXNwYWNlUmVxdWVzdBorLmFzdHJhLnN0b3JhZ2UudjEuSWRlbnRpZnlOYW1lc3BhY2VSZXNwb25zZSIDkAIBEncKE0VudW1lcmF0ZU5hbWVzcGFjZXMSLC5hc3RyYS5zdG9yYWdlLnYxLkVudW1lcmF0ZU5hbWVzcGFjZXNSZXF1ZXN0Gi0uYXN0cmEuc3RvcmFnZS52MS5FbnVtZXJhdGVOYW1lc3BhY2VzUmVzcG9uc2UiA5ACARJgCgRSZWFkEiguYXN0cmEuc3RvcmFnZS52MS5Odm1lU2VydmljZVJlYWRSZXF1ZXN0GikuYXN0cmEuc3RvcmFnZS52MS5Odm1lU2VydmljZVJlYWRSZXNwb25zZSIDkAIBEmMKBVdyaXRlEikuYXN0cmEuc3RvcmFnZS52MS5Odm1lU2VydmljZVdyaXRlUmVxdWVzdBoqLmFzdHJhLnN0b3JhZ2UudjEuTnZtZVNlcnZpY2VXcml0ZVJlc3BvbnNlIgOQAgISYAoNU3VibWl0Q29tbWFuZBImLmFzdHJhLnN0b3JhZ2UudjEuU3VibWl0Q29tbWFuZFJlcXVlc3QaJy5hc3RyYS5zdG9yYWdlLnYxLlN1Ym1pdENvbW1hbmRSZXNwb25zZRJjCg5XYWl0Q29tcGxldGlvbhInLmFzdHJhLnN0b3JhZ2UudjEuV2FpdENvbXBsZXRpb25SZXF1ZXN0GiguYXN0cmEuc3RvcmFnZS52MS5XYWl0Q29tcGxldGlvblJlc3BvbnNlEmYKD1Jlc2V0Q29udHJvbGxlchIoLmFzdHJhLnN0b3JhZ2UudjEuUmVzZXRDb250cm9sbGVyUmVxdWVzdBopLmFzdHJhLnN0b3JhZ2UudjEuUmVzZXRDb250cm9sbGVyUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Chthc3RyYS9zdG9yYWdlL3YxL252bWUucHJvdG8SEGFzdHJhLnN0b3JhZ2UudjEiQgoWTnZtZVNlcnZpY2VJbml0UmVxdWVzdBIRCglpb19xdWV1ZXMYASABKA0SFQoNcXVldWVfZW50cmllcxgCIAEoDSJoChdOdm1lU2VydmljZUluaXRSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgNEhEKCWlvX3F1ZXVlcxgCIAEoDRIVCg1xdWV1ZV9lbnRyaWVzGAMgASgNEhIKCm5hbWVzcGFjZXMYBCADKA0iRwoSQ3JlYXRlUXVldWVSZXF1ZXN0EhAKCHF1ZXVlX2lkGAEgASgNEg8KB2VudHJpZXMYAiABKA0SDgoGdmVjdG9yGAMgASgNIlkKE0NyZWF0ZVF1ZXVlUmVzcG9uc2USIAoYc3VibWlzc2lvbl9xdWV1ZV9hZGRyZXNzGAEgASgEEiAKGGNvbXBsZXRpb25fcXVldWVfYWRkcmVzcxgCIAEoBCImChJEZWxldGVRdWV1ZVJlcXVlc3QSEAoIcXVldWVfaWQYASABKA0iFQoTRGVsZXRlUXVldWVSZXNwb25zZSIbChlJZGVudGlmeUNvbnRyb2xsZXJSZXF1ZXN0IoACChpJZGVudGlmeUNvbnRyb2xsZXJSZXNwb25zZRIRCgl2ZW5kb3JfaWQYASABKA0SDgoGc2VyaWFsGAIgASgJEg0KBW1vZGVsGAMgASgJEhAKCGZpcm13YXJlGAQgASgJEhoKEm1heF90cmFuc2Zlcl9ieXRlcxgFIAEoBBIXCg9uYW1lc3BhY2VfY291bnQYBiABKA0SHgoWc3VibWlzc2lvbl9lbnRyeV9ieXRlcxgHIAEoDRIeChZjb21wbGV0aW9uX2VudHJ5X2J5dGVzGAggASgNEhwKFHZvbGF0aWxlX3dyaXRlX2NhY2hlGAkgASgIEgsKA3JhdxgKIAEoDCJWCglMYmFGb3JtYXQSDQoFaW5kZXgYASABKA0SEgoKZGF0YV9ieXRlcxgCIAEoDRIWCg5tZXRhZGF0YV9ieXRlcxgDIAEoDRIOCgZpbl91c2UYBCABKAgiMAoYSWRlbnRpZnlOYW1lc3BhY2VSZXF1ZXN0EhQKDG5hbWVzcGFjZV9pZBgBIAEoDSLIAQoZSWRlbnRpZnlOYW1lc3BhY2VSZXNwb25zZRIUCgxuYW1lc3BhY2VfaWQYASABKA0SEwoLc2l6ZV9ibG9ja3MYAiABKAQSFwoPY2FwYWNpdHlfYmxvY2tzGAMgASgEEhMKC3VzZWRfYmxvY2tzGAQgASgEEhMKC2Jsb2NrX2J5dGVzGAUgASgNEjAKC2xiYV9mb3JtYXRzGAYgAygLMhsuYXN0cmEuc3RvcmFnZS52MS5MYmFGb3JtYXQSCwoDcmF3GAcgASgMIhwKGkVudW1lcmF0ZU5hbWVzcGFjZXNSZXF1ZXN0Il4KG0VudW1lcmF0ZU5hbWVzcGFjZXNSZXNwb25zZRI/CgpuYW1lc3BhY2VzGAEgAygLMisuYXN0cmEuc3RvcmFnZS52MS5JZGVudGlmeU5hbWVzcGFjZVJlc3BvbnNlIlwKFk52bWVTZXJ2aWNlUmVhZFJlcXVlc3QSFAoMbmFtZXNwYWNlX2lkGAEgASgNEgsKA2xiYRgCIAEoBBINCgVjb3VudBgDIAEoDRIQCghxdWV1ZV9pZBgEIAEoDSInChdOdm1lU2VydmljZVJlYWRSZXNwb25zZRIMCgRkYXRhGAEgASgMImkKF052bWVTZXJ2aWNlV3JpdGVSZXF1ZXN0EhQKDG5hbWVzcGFjZV9pZBgBIAEoDRILCgNsYmEYAiABKAQSDAoEZGF0YRgDIAEoDBILCgNmdWEYBCABKAgSEAoIcXVldWVfaWQYBSABKA0iMgoYTnZtZVNlcnZpY2VXcml0ZVJlc3BvbnNlEhYKDmJsb2Nrc193cml0dGVuGAEgASgNIpEBChRTdWJtaXRDb21tYW5kUmVxdWVzdBIQCghxdWV1ZV9pZBgBIAEoDRIPCgdjb21tYW5kGAIgASgMEg8KB3BheWxvYWQYAyABKAwSFgoOdHJhbnNmZXJfYnl0ZXMYBCABKA0SLQoGZmllbGRzGAUgASgLMh0uYXN0cmEuc3RvcmFnZS52MS5Odm1lQ29tbWFuZCJLCgtOdm1lQ29tbWFuZBIOCgZvcGNvZGUYASABKA0SFAoMbmFtZXNwYWNlX2lkGAIgASgNEhYKDmNvbW1hbmRfZHdvcmRzGAMgAygNIisKFVN1Ym1pdENvbW1hbmRSZXNwb25zZRISCgpjb21tYW5kX2lkGAEgASgNIlEKFVdhaXRDb21wbGV0aW9uUmVxdWVzdBIQCghxdWV1ZV9pZBgBIAEoDRISCgpjb21tYW5kX2lkGAIgASgNEhIKCnRpbWVvdXRfbXMYAyABKA0isgEKFldhaXRDb21wbGV0aW9uUmVzcG9uc2USDgoGcmVzdWx0GAEgASgNEg4KBnN0YXR1cxgCIAEoDRIMCgRkYXRhGAMgASgMEhgKEHN0YXR1c19jb2RlX3R5cGUYBCABKA0SEwoLc3RhdHVzX2NvZGUYBSABKA0SFAoMZG9fbm90X3JldHJ5GAYgASgIEg0KBWVudHJ5GAcgASgMEhYKDmxhdGVuY3lfbWljcm9zGAggASgEIhgKFlJlc2V0Q29udHJvbGxlclJlcXVlc3QiNwoXUmVzZXRDb250cm9sbGVyUmVzcG9uc2USHAoUY29tbWFuZHNfcmVzdWJtaXR0ZWQYASABKA0y+ggKC052bWVTZXJ2aWNlElsKBEluaXQSKC5hc3RyYS5zdG9yYWdlLnYxLk52bWVTZXJ2aWNlSW5pdFJlcXVlc3QaKS5hc3RyYS5zdG9yYWdlLnYxLk52bWVTZXJ2aWNlSW5pdFJlc3BvbnNlEloKC0NyZWF0ZVF1ZXVlEiQuYXN0cmEuc3RvcmFnZS52MS5DcmVhdGVRdWV1ZVJlcXVlc3QaJS5hc3RyYS5zdG9yYWdlLnYxLkNyZWF0ZVF1ZXVlUmVzcG9uc2USWgoLRGVsZXRlUXVldWUSJC5hc3RyYS5zdG9yYWdlLnYxLkRlbGV0ZVF1ZXVlUmVxdWVzdBolLmFzdHJhLnN0b3JhZ2UudjEuRGVsZXRlUXVldWVSZXNwb25zZRJ0ChJJZGVudGlmeUNvbnRyb2xsZXISKy5hc3RyYS5zdG9yYWdlLnYxLklkZW50aWZ5Q29udHJvbGxlclJlcXVlc3QaLC5hc3RyYS5zdG9yYWdlLnYxLklkZW50aWZ5Q29udHJvbGxlclJlc3BvbnNlIgOQAgEScQoRSWRlbnRpZnlOYW1lc3BhY2USKi5hc3RyYS5zdG9yYWdlLnYxLklkZW50aWZ5TmFtZXNwYWNlUmVxdWVzdBorLmFzdHJhLnN0b3JhZ2UudjEuSWRlbnRpZnlOYW1lc3BhY2VSZXNwb25zZSIDkAIBEncKE0VudW1lcmF0ZU5hbWVzcGFjZXMSLC5hc3RyYS5zdG9yYWdlLnYxLkVudW1lcmF0ZU5hbWVzcGFjZXNSZXF1ZXN0Gi0uYXN0cmEuc3RvcmFnZS52MS5FbnVtZXJhdGVOYW1lc3BhY2VzUmVzcG9uc2UiA5ACARJgCgRSZWFkEiguYXN0cmEuc3RvcmFnZS52MS5Odm1lU2VydmljZVJlYWRSZXF1ZXN0GikuYXN0cmEuc3RvcmFnZS52MS5Odm1lU2VydmljZVJlYWRSZXNwb25zZSIDkAIBEmMKBVdyaXRlEikuYXN0cmEuc3RvcmFnZS52MS5Odm1lU2VydmljZVdyaXRlUmVxdWVzdBoqLmFzdHJhLnN0b3JhZ2UudjEuTnZtZVNlcnZpY2VXcml0ZVJlc3BvbnNlIgOQAgISYAoNU3VibWl0Q29tbWFuZBImLmFzdHJhLnN0b3JhZ2UudjEuU3VibWl0Q29tbWFuZFJlcXVlc3QaJy5hc3RyYS5zdG9yYWdlLnYxLlN1Ym1pdENvbW1hbmRSZXNwb25zZRJjCg5XYWl0Q29tcGxldGlvbhInLmFzdHJhLnN0b3JhZ2UudjEuV2FpdENvbXBsZXRpb25SZXF1ZXN0GiguYXN0cmEuc3RvcmFnZS52MS5XYWl0Q29tcGxldGlvblJlc3BvbnNlEmYKD1Jlc2V0Q29udHJvbGxlchIoLmFzdHJhLnN0b3JhZ2UudjEuUmVzZXRDb250cm9sbGVyUmVxdWVzdBopLmFzdHJhLnN0b3JhZ2UudjEuUmVzZXRDb250cm9sbGVyUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message astra.storage.v1.NvmeServiceInitRequest
@@ -501,6 +501,13 @@ export type SubmitCommandRequest = Message<"astra.storage.v1.SubmitCommandReques
    * @generated from field: uint32 transfer_bytes = 4;
    */
   transferBytes: number;
+
+  /**
+   * The command as fields instead, used when `command` is empty.
+   *
+   * @generated from field: astra.storage.v1.NvmeCommand fields = 5;
+   */
+  fields?: NvmeCommand | undefined;
 };
 
 /**
@@ -509,6 +516,39 @@ export type SubmitCommandRequest = Message<"astra.storage.v1.SubmitCommandReques
  */
 export const SubmitCommandRequestSchema: GenMessage<SubmitCommandRequest> = /*@__PURE__*/
   messageDesc(file_astra_storage_v1_nvme, 17);
+
+/**
+ * A submission queue entry by fields; the driver fills in the command id and PRP1/PRP2.
+ *
+ * @generated from message astra.storage.v1.NvmeCommand
+ */
+export type NvmeCommand = Message<"astra.storage.v1.NvmeCommand"> & {
+  /**
+   * Opcode (0x02 Read, 0x01 Write, 0x00 Flush; admin 0x06 Identify, 0x05 Create I/O CQ...).
+   *
+   * @generated from field: uint32 opcode = 1;
+   */
+  opcode: number;
+
+  /**
+   * @generated from field: uint32 namespace_id = 2;
+   */
+  namespaceId: number;
+
+  /**
+   * Command dwords 10 to 15, in order (missing ones are zero).
+   *
+   * @generated from field: repeated uint32 command_dwords = 3;
+   */
+  commandDwords: number[];
+};
+
+/**
+ * Describes the message astra.storage.v1.NvmeCommand.
+ * Use `create(NvmeCommandSchema)` to create a new message.
+ */
+export const NvmeCommandSchema: GenMessage<NvmeCommand> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_nvme, 18);
 
 /**
  * @generated from message astra.storage.v1.SubmitCommandResponse
@@ -525,7 +565,7 @@ export type SubmitCommandResponse = Message<"astra.storage.v1.SubmitCommandRespo
  * Use `create(SubmitCommandResponseSchema)` to create a new message.
  */
 export const SubmitCommandResponseSchema: GenMessage<SubmitCommandResponse> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_nvme, 18);
+  messageDesc(file_astra_storage_v1_nvme, 19);
 
 /**
  * @generated from message astra.storage.v1.WaitCompletionRequest
@@ -552,7 +592,7 @@ export type WaitCompletionRequest = Message<"astra.storage.v1.WaitCompletionRequ
  * Use `create(WaitCompletionRequestSchema)` to create a new message.
  */
 export const WaitCompletionRequestSchema: GenMessage<WaitCompletionRequest> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_nvme, 19);
+  messageDesc(file_astra_storage_v1_nvme, 20);
 
 /**
  * @generated from message astra.storage.v1.WaitCompletionResponse
@@ -576,6 +616,35 @@ export type WaitCompletionResponse = Message<"astra.storage.v1.WaitCompletionRes
    * @generated from field: bytes data = 3;
    */
   data: Uint8Array;
+
+  /**
+   * The status field decoded: status code type, status code, do-not-retry.
+   *
+   * @generated from field: uint32 status_code_type = 4;
+   */
+  statusCodeType: number;
+
+  /**
+   * @generated from field: uint32 status_code = 5;
+   */
+  statusCode: number;
+
+  /**
+   * @generated from field: bool do_not_retry = 6;
+   */
+  doNotRetry: boolean;
+
+  /**
+   * The 16-byte completion queue entry as the controller wrote it.
+   *
+   * @generated from field: bytes entry = 7;
+   */
+  entry: Uint8Array;
+
+  /**
+   * @generated from field: uint64 latency_micros = 8;
+   */
+  latencyMicros: bigint;
 };
 
 /**
@@ -583,7 +652,7 @@ export type WaitCompletionResponse = Message<"astra.storage.v1.WaitCompletionRes
  * Use `create(WaitCompletionResponseSchema)` to create a new message.
  */
 export const WaitCompletionResponseSchema: GenMessage<WaitCompletionResponse> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_nvme, 20);
+  messageDesc(file_astra_storage_v1_nvme, 21);
 
 /**
  * @generated from message astra.storage.v1.ResetControllerRequest
@@ -596,7 +665,7 @@ export type ResetControllerRequest = Message<"astra.storage.v1.ResetControllerRe
  * Use `create(ResetControllerRequestSchema)` to create a new message.
  */
 export const ResetControllerRequestSchema: GenMessage<ResetControllerRequest> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_nvme, 21);
+  messageDesc(file_astra_storage_v1_nvme, 22);
 
 /**
  * @generated from message astra.storage.v1.ResetControllerResponse
@@ -613,7 +682,7 @@ export type ResetControllerResponse = Message<"astra.storage.v1.ResetControllerR
  * Use `create(ResetControllerResponseSchema)` to create a new message.
  */
 export const ResetControllerResponseSchema: GenMessage<ResetControllerResponse> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_nvme, 22);
+  messageDesc(file_astra_storage_v1_nvme, 23);
 
 /**
  * NvmeService is the NVMe driver (seed 2.2): it programs the machine's NVMe controller through
