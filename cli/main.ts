@@ -33,7 +33,7 @@ usage: ./astra <command> [options]
   trace [--trace ID] [--last N] [--endpoint ADDR]
         the last N calls (default 10) as trees of spans across services, with durations
   test [VITEST ARGS]
-        contracts check, type check, then the whole test suite
+        contracts, type, lint and format checks, then the whole test suite
   gen [--check]
         lint the contracts and regenerate gen/ (--check: fail if gen/ is stale)
   image
@@ -159,6 +159,7 @@ async function test(args: string[]): Promise<number> {
   ) {
     return 1;
   }
+  if (await run(["lint", "--quiet"]) || await run(["fmt", "--check", "--quiet"])) return 1;
   return await run(["run", "-A", "npm:vitest@3.2.7", "run", ...args]);
 }
 
