@@ -84,46 +84,45 @@ export class PhysicalMemory {
     return c;
   }
 
-  read(address: number, length: number): Uint8Array {
-    this.check(address, length);
-    const out = new Uint8Array(length);
+  /** Calls `visit` for each chunk-sized piece of [address, address+length), in order. */
+  private eachPiece(
+    address: number,
+    length: number,
+    visit: (index: number, offset: number, size: number, done: number) => void,
+  ): void {
     let done = 0;
     while (done < length) {
       const a = address + done;
       const index = Math.floor(a / CHUNK_SIZE);
       const offset = a - index * CHUNK_SIZE;
-      const n = Math.min(CHUNK_SIZE - offset, length - done);
-      const c = this.chunks.get(index);
-      if (c) out.set(c.subarray(offset, offset + n), done);
-      done += n;
+      const size = Math.min(CHUNK_SIZE - offset, length - done);
+      visit(index, offset, size, done);
+      done += size;
     }
+  }
+
+  read(address: number, length: number): Uint8Array {
+    this.check(address, length);
+    const out = new Uint8Array(length);
+    this.eachPiece(address, length, (index, offset, size, done) => {
+      const c = this.chunks.get(index);
+      if (c) out.set(c.subarray(offset, offset + size), done);
+    });
     return out;
   }
 
   write(address: number, data: Uint8Array): void {
     this.check(address, data.length);
-    let done = 0;
-    while (done < data.length) {
-      const a = address + done;
-      const index = Math.floor(a / CHUNK_SIZE);
-      const offset = a - index * CHUNK_SIZE;
-      const n = Math.min(CHUNK_SIZE - offset, data.length - done);
-      this.chunk(index).set(data.subarray(done, done + n), offset);
-      done += n;
-    }
+    this.eachPiece(address, data.length, (index, offset, size, done) => {
+      this.chunk(index).set(data.subarray(done, done + size), offset);
+    });
   }
 
   fill(address: number, length: number, value: number): void {
     this.check(address, length);
-    let done = 0;
-    while (done < length) {
-      const a = address + done;
-      const index = Math.floor(a / CHUNK_SIZE);
-      const offset = a - index * CHUNK_SIZE;
-      const n = Math.min(CHUNK_SIZE - offset, length - done);
-      if (value === 0 && n === CHUNK_SIZE) this.chunks.delete(index); // a zeroed chunk needs no backing
-      else if (value !== 0 || this.chunks.has(index)) this.chunk(index).fill(value, offset, offset + n);
-      done += n;
-    }
+    this.eachPiece(address, length, (index, offset, size) => {
+      if (value === 0 && size === CHUNK_SIZE) this.chunks.delete(index); // a zeroed chunk needs no backing
+      else if (value !== 0 || this.chunks.has(index)) this.chunk(index).fill(value, offset, offset + size);
+    });
   }
 }
