@@ -1,20 +1,49 @@
 // The emulated machine's state: configuration, firmware memory map, guest physical memory, the
-// console, the timebase and the MMU's partition-table registers. The CPU cores, devices and
-// interrupt controller attach here as they arrive.
-import { AstraError, Code, Errno, invalidArgument } from "../../lib/errors.ts";
+// interrupt controller with the timebase and the per-CPU decrementers, the MMIO bus with the
+// console UART and (once powered on) the disk controllers, and the MMU's partition-table
+// registers. The CPU cores attach here as they arrive.
+import { AstraError, Code, Errno, invalidArgument, unavailable } from "../../lib/errors.ts";
+import { logger } from "../../lib/log.ts";
+import type { DeviceConfig } from "./config.ts";
 import { Console } from "./console.ts";
-import { firmwareMemoryMap, type FirmwareRegion, isRamType } from "./firmware.ts";
+import { AHCI_IRQ, DiskControllers, NVME_FIRST_IRQ, NVME_VECTORS } from "./controllers.ts";
+import { TIMEBASE_FREQUENCY } from "./devices/intc.ts";
+import { MmioBus } from "./devices/mmio.ts";
+import { firmwareMemoryMap, type FirmwareRegion, isRamType, MMIO_BASE } from "./firmware.ts";
+import { InterruptHub } from "./interrupts.ts";
 import { PhysicalMemory } from "./memory.ts";
+import { Uart, UART_MMIO_SIZE } from "./uart.ts";
 
 /** POWER9's timebase runs at 512 MHz. */
-export const TIMEBASE_HZ = 512_000_000;
+export const TIMEBASE_HZ = TIMEBASE_FREQUENCY;
 /** The largest transfer of one physical read or write, as the contract states. */
 export const MAX_PHYSICAL_TRANSFER = 16 * 1024 * 1024;
+/** The console UART: the first registers of the device window, and IRQ 4 (COM1's, by habit). */
+export const UART_MMIO_BASE = MMIO_BASE;
+export const UART_IRQ = 4;
 
 export interface MachineConfig {
   memoryBytes: number;
   numaNodes: number;
   cpus: number;
+  /** Host folder for the disk images. */
+  dataDir: string;
+  devices: DeviceConfig;
+}
+
+export type DeviceKind = "interrupt-controller" | "uart" | "ahci" | "nvme";
+
+/** One device as GetInfo reports it. */
+export interface DeviceSummary {
+  name: string;
+  kind: DeviceKind;
+  /** The register window; 0 and 0 for the interrupt controller (programmed through its service). */
+  mmioBase: number;
+  mmioLength: number;
+  irqs: number[];
+  mmioReads: number;
+  mmioWrites: number;
+  interruptsRaised: number;
 }
 
 export interface PartitionTable {
@@ -26,12 +55,103 @@ export class Machine {
   readonly memoryMap: readonly FirmwareRegion[];
   readonly memory: PhysicalMemory;
   readonly console = new Console();
+  readonly interrupts: InterruptHub;
+  readonly bus = new MmioBus();
+  readonly uart: Uart;
   private readonly poweredOnAt = performance.now();
+  #controllers: DiskControllers | undefined;
   partitionTable: PartitionTable | undefined;
 
   constructor(readonly config: MachineConfig) {
     this.memoryMap = firmwareMemoryMap(config);
     this.memory = new PhysicalMemory(this.memoryMap);
+    this.interrupts = new InterruptHub({ cpus: config.cpus, log: logger("machine") });
+    this.uart = new Uart(this.console, this.interrupts.controller, UART_IRQ);
+    this.bus.map("uart0", UART_MMIO_BASE, UART_MMIO_SIZE, this.uart);
+  }
+
+  /** Opens the disk images, brings up the disk controllers and starts the decrementer timer. */
+  async powerOn(): Promise<void> {
+    if (this.#controllers) return;
+    this.#controllers = await DiskControllers.powerOn({
+      memory: this.memory,
+      interrupts: this.interrupts.controller,
+      bus: this.bus,
+      devices: this.config.devices,
+      dataDir: this.config.dataDir,
+    });
+    this.interrupts.start();
+  }
+
+  /** Lets the disks finish what is in flight, flushes and closes their images, ends every handler. */
+  async powerOff(): Promise<void> {
+    const controllers = this.#controllers;
+    this.#controllers = undefined;
+    try {
+      await controllers?.powerOff();
+    } finally {
+      this.interrupts.stop();
+    }
+  }
+
+  /** The disk controllers; UNAVAILABLE until power-on has opened the disks. */
+  get controllers(): DiskControllers {
+    if (!this.#controllers) throw unavailable("the machine's disk controllers are not powered on");
+    return this.#controllers;
+  }
+
+  /** Every device with its window, interrupt lines and counters since power-on. */
+  devices(): DeviceSummary[] {
+    const windows = new Map(this.bus.mappings().map((m) => [m.name, m]));
+    const onBus = (name: string) => {
+      const m = windows.get(name);
+      return {
+        mmioBase: m?.base ?? 0,
+        mmioLength: m?.length ?? 0,
+        mmioReads: m?.reads ?? 0,
+        mmioWrites: m?.writes ?? 0,
+      };
+    };
+    const controller = this.interrupts.controller;
+    const devices: DeviceSummary[] = [
+      {
+        name: "intc0",
+        kind: "interrupt-controller",
+        mmioBase: 0,
+        mmioLength: 0,
+        mmioReads: 0,
+        mmioWrites: 0,
+        irqs: Array.from({ length: this.config.cpus }, (_, cpu) => controller.decrementerIrq(cpu)),
+        interruptsRaised: this.interrupts.raises,
+      },
+      {
+        name: "uart0",
+        kind: "uart",
+        ...onBus("uart0"),
+        irqs: [UART_IRQ],
+        interruptsRaised: this.uart.interruptsRaised,
+      },
+    ];
+    const controllers = this.#controllers;
+    if (controllers) {
+      devices.push(
+        {
+          name: "ahci0",
+          kind: "ahci",
+          ...onBus("ahci0"),
+          irqs: [AHCI_IRQ],
+          interruptsRaised: controllers.ahci.statistics().interruptsRaised,
+        },
+        {
+          name: "nvme0",
+          kind: "nvme",
+          ...onBus("nvme0"),
+          irqs: Array.from({ length: NVME_VECTORS }, (_, i) => NVME_FIRST_IRQ + i),
+          interruptsRaised: controllers.nvme.statistics().interruptsRaised,
+        },
+      );
+    }
+    return devices;
   }
 
   get uptimeNanos(): number {
@@ -40,7 +160,7 @@ export class Machine {
 
   /** The timebase register: ticks at TIMEBASE_HZ since power-on. */
   get timebase(): bigint {
-    return BigInt(Math.round(((performance.now() - this.poweredOnAt) / 1000) * TIMEBASE_HZ));
+    return this.interrupts.controller.timebase();
   }
 
   /** RAM bytes (every firmware type but DEVICE) per NUMA node. */

@@ -1,16 +1,26 @@
 // The machine service's RPC surface: decode, validate, call the machine, encode.
 import { CpuRunState } from "../../gen/astra/machine/v1/cpu_pb.ts";
-import { MemoryType } from "../../gen/astra/machine/v1/devices_pb.ts";
+import {
+  DeviceKind as ProtoDeviceKind,
+  DiskController as ProtoDiskController,
+  type DiskLocation as ProtoDiskLocation,
+  FaultKind,
+  MemoryType,
+  PowerCutMode,
+} from "../../gen/astra/machine/v1/devices_pb.ts";
 import { InterruptService } from "../../gen/astra/machine/v1/interrupts_pb.ts";
 import { MachineService } from "../../gen/astra/machine/v1/machine_pb.ts";
-import { invalidArgument } from "../../lib/errors.ts";
+import { Errno, invalidArgument, outOfRange } from "../../lib/errors.ts";
 import type { ServiceModule, SystemConfig } from "../../lib/module.ts";
 import { bindService, pendingMethods } from "../../lib/server.ts";
+import { type DeviceConfig, deviceConfigFrom } from "./config.ts";
+import type { MmioWidth } from "./devices/mmio.ts";
+import type { DiskController, DiskLocation, DiskReport } from "./disks.ts";
 import type { FirmwareRegionType } from "./firmware.ts";
-import { Machine, MAX_PHYSICAL_TRANSFER, safeNumber, TIMEBASE_HZ } from "./machine.ts";
+import { interruptServiceImpl } from "./interrupt_server.ts";
+import { type DeviceKind, Machine, MAX_PHYSICAL_TRANSFER, safeNumber, TIMEBASE_HZ } from "./machine.ts";
 
 const CPU_WORK = "issue #3 (the POWER CPU, exec, memory and the first system calls)";
-const DEVICE_WORK = "issue #5 (AHCI and NVMe controllers, the interrupt system)";
 
 const MEMORY_TYPES: Record<FirmwareRegionType, MemoryType> = {
   usable: MemoryType.USABLE,
@@ -21,6 +31,13 @@ const MEMORY_TYPES: Record<FirmwareRegionType, MemoryType> = {
   device: MemoryType.DEVICE,
 };
 
+const DEVICE_KINDS: Record<DeviceKind, ProtoDeviceKind> = {
+  "interrupt-controller": ProtoDeviceKind.INTERRUPT_CONTROLLER,
+  uart: ProtoDeviceKind.UART,
+  ahci: ProtoDeviceKind.AHCI,
+  nvme: ProtoDeviceKind.NVME,
+};
+
 function transferLength(value: bigint): number {
   const length = safeNumber(value, "length");
   if (length > MAX_PHYSICAL_TRANSFER) {
@@ -29,8 +46,95 @@ function transferLength(value: bigint): number {
   return length;
 }
 
-export function createMachine(_peers: unknown, config: SystemConfig): ServiceModule {
-  const machine = new Machine(config);
+function mmioWidth(width: number): MmioWidth {
+  if (width !== 1 && width !== 2 && width !== 4 && width !== 8) {
+    throw invalidArgument("width", `an MMIO access is 1, 2, 4 or 8 bytes, not ${width}`);
+  }
+  return width;
+}
+
+/** A block number or count as a safe number; beyond that no disk reaches. */
+function blockNumber(value: bigint, field: string): number {
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw outOfRange(field, `${field} ${value} is beyond any disk`, Errno.ENXIO);
+  }
+  return Number(value);
+}
+
+function controllerOf(location: ProtoDiskLocation | undefined): DiskController | undefined {
+  switch (location?.controller ?? ProtoDiskController.UNSPECIFIED) {
+    case ProtoDiskController.UNSPECIFIED:
+      return undefined;
+    case ProtoDiskController.AHCI:
+      return "ahci";
+    case ProtoDiskController.NVME:
+      return "nvme";
+    default:
+      throw invalidArgument("location.controller", `no disk controller ${location!.controller}`);
+  }
+}
+
+/** A disk location; unset (no controller) is undefined. */
+function optionalLocation(location: ProtoDiskLocation | undefined): DiskLocation | undefined {
+  const controller = controllerOf(location);
+  if (controller === undefined) return undefined;
+  return controller === "ahci"
+    ? { controller, port: location!.port }
+    : { controller, namespaceId: location!.namespaceId };
+}
+
+function requiredLocation(location: ProtoDiskLocation | undefined): DiskLocation {
+  const decoded = optionalLocation(location);
+  if (!decoded) {
+    throw invalidArgument("location.controller", "a disk location names its controller, AHCI or NVMe");
+  }
+  return decoded;
+}
+
+function encodeLocation(location: DiskLocation) {
+  return location.controller === "ahci"
+    ? { controller: ProtoDiskController.AHCI, port: location.port }
+    : { controller: ProtoDiskController.NVME, namespaceId: location.namespaceId };
+}
+
+function encodeDisk(d: DiskReport) {
+  const s = d.statistics;
+  return {
+    location: encodeLocation(d.location),
+    imagePath: d.imagePath,
+    sizeBytes: BigInt(d.sizeBytes),
+    lbaSize: d.lbaSize,
+    lbaCount: BigInt(d.lbaCount),
+    unflushedWrites: BigInt(s.unflushedWrites),
+    unflushedBytes: BigInt(s.unflushedBytes),
+    reads: BigInt(s.reads),
+    writes: BigInt(s.writes),
+    flushes: BigInt(s.flushes),
+    errors: BigInt(s.errors),
+    faults: d.faults.map((f) => ({
+      faultId: BigInt(f.faultId),
+      kind: f.kind === "media-error" ? FaultKind.MEDIA_ERROR : FaultKind.COMMAND_TIMEOUT,
+      lbaFirst: BigInt(f.lbaFirst),
+      lbaCount: BigInt(f.lbaCount),
+      remaining: f.remaining,
+      triggered: BigInt(f.triggered),
+    })),
+    timeouts: BigInt(s.timeouts),
+    blocksRead: BigInt(s.sectorsRead),
+    blocksWritten: BigInt(s.sectorsWritten),
+  };
+}
+
+/**
+ * The machine service. Its devices come from `devices` (by default the environment: see
+ * config.ts); the disk images live in the data folder and open at start, close at stop.
+ */
+export function createMachine(
+  _peers: unknown,
+  config: SystemConfig,
+  devices: DeviceConfig = deviceConfigFrom(),
+): ServiceModule {
+  const machine = new Machine({ ...config, devices });
   const numaNodes = () =>
     machine.ramBytesByNode().map((bytes, node) => ({
       node,
@@ -48,16 +152,6 @@ export function createMachine(_peers: unknown, config: SystemConfig): ServiceMod
 
   const machineService = bindService("machine", MachineService, {
     ...pendingMethods(MachineService, CPU_WORK),
-    ...pendingMethods(MachineService, DEVICE_WORK, [
-      "readMmio",
-      "writeMmio",
-      "listDisks",
-      "attachDisk",
-      "detachDisk",
-      "powerCut",
-      "injectFault",
-      "clearFaults",
-    ]),
     getInfo: () => ({
       model: "AstraLisp POWER9 (emulated)",
       platform: "power9",
@@ -69,6 +163,16 @@ export function createMachine(_peers: unknown, config: SystemConfig): ServiceMod
       timebase: machine.timebase,
       uptimeNanos: BigInt(machine.uptimeNanos),
       cpus: cpuSummaries(),
+      devices: machine.devices().map((d) => ({
+        name: d.name,
+        kind: DEVICE_KINDS[d.kind],
+        mmioBase: BigInt(d.mmioBase),
+        mmioLength: BigInt(d.mmioLength),
+        irqs: d.irqs,
+        mmioReads: BigInt(d.mmioReads),
+        mmioWrites: BigInt(d.mmioWrites),
+        interruptsRaised: BigInt(d.interruptsRaised),
+      })),
       // No instruction is implemented until the CPU arrives: nothing to advertise in AT_HWCAP.
       hwcap: 0n,
       hwcap2: 0n,
@@ -100,6 +204,18 @@ export function createMachine(_peers: unknown, config: SystemConfig): ServiceMod
       machine.memory.fill(safeNumber(req.address, "address"), safeNumber(req.length, "length"), req.value);
       return {};
     },
+    readMmio: (req) => {
+      const width = mmioWidth(req.width);
+      return { value: machine.bus.read(safeNumber(req.address, "address"), width) };
+    },
+    writeMmio: (req) => {
+      const width = mmioWidth(req.width);
+      if (width < 8 && req.value >> BigInt(width * 8) !== 0n) {
+        throw invalidArgument("value", `0x${req.value.toString(16)} does not fit in ${width} byte(s)`);
+      }
+      machine.bus.write(safeNumber(req.address, "address"), width, req.value);
+      return {};
+    },
     listCpus: () => ({ cpus: cpuSummaries() }),
     setPartitionTable: (req) => {
       machine.setPartitionTable(safeNumber(req.htabOrigin, "htab_origin"), req.htabSize);
@@ -110,7 +226,7 @@ export function createMachine(_peers: unknown, config: SystemConfig): ServiceMod
       machine.console.write(req.data);
       return {};
     },
-    writeConsoleInput: (req) => ({ accepted: BigInt(machine.console.writeInput(req.data)) }),
+    writeConsoleInput: (req) => ({ accepted: BigInt(machine.uart.receive(req.data)) }),
     async *consoleOutput(req, ctx) {
       const channel = machine.console.subscribe(req.includeHistory);
       ctx.signal.addEventListener("abort", () => machine.console.unsubscribe(channel), { once: true });
@@ -120,23 +236,118 @@ export function createMachine(_peers: unknown, config: SystemConfig): ServiceMod
         machine.console.unsubscribe(channel);
       }
     },
+    listDisks: () => ({ disks: machine.controllers.disks.list().map(encodeDisk) }),
+    attachDisk: async (req) => {
+      const location = requiredLocation(req.location);
+      const disk = await machine.controllers.disks.attach(location, {
+        imagePath: req.imagePath,
+        sizeBytes: blockNumber(req.sizeBytes, "size_bytes"),
+        lbaSize: req.lbaSize,
+      });
+      return { disk: encodeDisk(disk) };
+    },
+    detachDisk: async (req) => {
+      const result = await machine.controllers.disks.detach(requiredLocation(req.location), req.surprise);
+      return { writesFlushed: BigInt(result.writesFlushed), writesLost: BigInt(result.writesLost) };
+    },
+    powerCut: async (req) => {
+      let keep: "none" | "random" | number;
+      switch (req.mode) {
+        case PowerCutMode.LOSE_ALL:
+          keep = "none";
+          break;
+        case PowerCutMode.PREFIX:
+          // A prefix longer than any cache keeps everything.
+          keep = Number(
+            req.prefixWrites > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : req.prefixWrites,
+          );
+          break;
+        case PowerCutMode.RANDOM_PREFIX:
+          keep = "random";
+          break;
+        default:
+          throw invalidArgument("mode", `a power cut is LOSE_ALL, PREFIX or RANDOM_PREFIX, not ${req.mode}`);
+      }
+      const report = await machine.controllers.disks.powerCut({
+        location: optionalLocation(req.location),
+        keep,
+        seed: Number(req.seed),
+        tearSector: req.tearSector,
+      });
+      const torn = report.disks.find((d) => d.torn);
+      return {
+        writesPersisted: BigInt(report.disks.reduce((n, d) => n + d.writesPersisted, 0)),
+        writesLost: BigInt(report.disks.reduce((n, d) => n + d.writesLost, 0)),
+        torn: torn !== undefined,
+        tornLba: BigInt(torn?.tornLba ?? 0),
+        seed: BigInt(report.seed),
+        disks: report.disks.map((d) => ({
+          location: encodeLocation(d.location),
+          writesPersisted: BigInt(d.writesPersisted),
+          writesLost: BigInt(d.writesLost),
+          torn: d.torn,
+          tornLba: BigInt(d.tornLba),
+          tornBytes: d.tornBytes,
+          seed: BigInt(d.seed),
+        })),
+      };
+    },
+    injectFault: async (req) => {
+      const disks = machine.controllers.disks;
+      let faultId: number;
+      switch (req.kind) {
+        case FaultKind.MEDIA_ERROR:
+        case FaultKind.COMMAND_TIMEOUT:
+          faultId = disks.injectDiskFault(requiredLocation(req.location), {
+            kind: req.kind === FaultKind.MEDIA_ERROR ? "media-error" : "command-timeout",
+            lbaFirst: blockNumber(req.lbaFirst, "lba_first"),
+            lbaCount: blockNumber(req.lbaCount, "lba_count"),
+            count: req.count,
+          });
+          break;
+        case FaultKind.PHY_ERROR:
+          faultId = disks.injectPhyError(requiredLocation(req.location));
+          break;
+        case FaultKind.SURPRISE_REMOVAL:
+          faultId = await disks.surpriseRemove(requiredLocation(req.location));
+          break;
+        case FaultKind.CONTROLLER_FATAL: {
+          const controller = controllerOf(req.location);
+          if (!controller) {
+            throw invalidArgument(
+              "location.controller",
+              "a controller fault names its controller, AHCI or NVMe",
+            );
+          }
+          faultId = disks.injectControllerFatal(controller);
+          break;
+        }
+        default:
+          throw invalidArgument("kind", `no fault kind ${req.kind}`);
+      }
+      return { faultId: BigInt(faultId) };
+    },
+    clearFaults: (req) => {
+      const faultId = req.faultId > BigInt(Number.MAX_SAFE_INTEGER)
+        ? Number.MAX_SAFE_INTEGER
+        : Number(req.faultId);
+      return { cleared: machine.controllers.disks.clearFaults(optionalLocation(req.location), faultId) };
+    },
   });
-  const interruptService = bindService(
-    "machine",
-    InterruptService,
-    pendingMethods(InterruptService, DEVICE_WORK),
-  );
+  const interruptService = bindService("machine", InterruptService, interruptServiceImpl(machine.interrupts));
 
   return {
     name: "machine",
     bound: [machineService, interruptService],
-    start: () => {
+    start: async () => {
+      await machine.powerOn();
       const gib = (machine.ramBytesByNode().reduce((a, b) => a + b, 0) / 1024 ** 3).toFixed(2);
-      return Promise.resolve(
-        `${config.cpus} CPUs, ${gib} GiB RAM in ${config.numaNodes} NUMA node(s), ` +
-          `${machine.memoryMap.length} firmware map entries, timebase ${TIMEBASE_HZ / 1e6} MHz`,
-      );
+      const disks = machine.controllers.disks.list();
+      const sata = disks.filter((d) => d.location.controller === "ahci").length;
+      return `${config.cpus} CPUs, ${gib} GiB RAM in ${config.numaNodes} NUMA node(s), ` +
+        `${machine.memoryMap.length} firmware map entries, timebase ${TIMEBASE_HZ / 1e6} MHz, ` +
+        `${sata} SATA disk(s) on ${devices.ahciPorts} AHCI ports, ${disks.length - sata} NVMe namespace(s)`;
     },
-    stop: () => Promise.resolve(),
+    stop: () => machine.powerOff(),
   };
 }

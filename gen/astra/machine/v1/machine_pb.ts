@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file astra/machine/v1/machine.proto.
  */
 export const file_astra_machine_v1_machine: GenFile = /*@__PURE__*/
-  fileDesc("Ch5hc3RyYS9tYWNoaW5lL3YxL21hY2hpbmUucHJvdG8SEGFzdHJhLm1hY2hpbmUudjEiEAoOR2V0SW5mb1JlcXVlc3QiyAMKD0dldEluZm9SZXNwb25zZRINCgVtb2RlbBgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCRIRCgljcHVfY291bnQYAyABKA0SFAoMbWVtb3J5X2J5dGVzGAQgASgEEh0KFXJlc2lkZW50X21lbW9yeV9ieXRlcxgFIAEoBBIuCgpudW1hX25vZGVzGAYgAygLMhouYXN0cmEubWFjaGluZS52MS5OdW1hTm9kZRIaChJ0aW1lYmFzZV9mcmVxdWVuY3kYByABKAQSEAoIdGltZWJhc2UYCCABKAQSFAoMdXB0aW1lX25hbm9zGAkgASgEEioKBGNwdXMYCiADKAsyHC5hc3RyYS5tYWNoaW5lLnYxLkNwdVN1bW1hcnkSLQoHZGV2aWNlcxgLIAMoCzIcLmFzdHJhLm1hY2hpbmUudjEuRGV2aWNlSW5mbxINCgVod2NhcBgMIAEoBBIOCgZod2NhcDIYDSABKAQSGgoSZGNhY2hlX2Jsb2NrX2J5dGVzGA4gASgNEhoKEmljYWNoZV9ibG9ja19ieXRlcxgPIAEoDRITCgtodGFiX29yaWdpbhgQIAEoBBIRCglodGFiX3NpemUYESABKA0iFQoTR2V0TWVtb3J5TWFwUmVxdWVzdCJ3ChRHZXRNZW1vcnlNYXBSZXNwb25zZRIvCgdyZWdpb25zGAEgAygLMh4uYXN0cmEubWFjaGluZS52MS5NZW1vcnlSZWdpb24SLgoKbnVtYV9ub2RlcxgCIAMoCzIaLmFzdHJhLm1hY2hpbmUudjEuTnVtYU5vZGUiNgoTUmVhZFBoeXNpY2FsUmVxdWVzdBIPCgdhZGRyZXNzGAEgASgEEg4KBmxlbmd0aBgCIAEoBCIkChRSZWFkUGh5c2ljYWxSZXNwb25zZRIMCgRkYXRhGAEgASgMIjUKFFdyaXRlUGh5c2ljYWxSZXF1ZXN0Eg8KB2FkZHJlc3MYASABKAQSDAoEZGF0YRgCIAEoDCIXChVXcml0ZVBoeXNpY2FsUmVzcG9uc2UiRQoTRmlsbFBoeXNpY2FsUmVxdWVzdBIPCgdhZGRyZXNzGAEgASgEEg4KBmxlbmd0aBgCIAEoBBINCgV2YWx1ZRgDIAEoDSIWChRGaWxsUGh5c2ljYWxSZXNwb25zZSIxCg9SZWFkTW1pb1JlcXVlc3QSDwoHYWRkcmVzcxgBIAEoBBINCgV3aWR0aBgCIAEoDSIhChBSZWFkTW1pb1Jlc3BvbnNlEg0KBXZhbHVlGAEgASgEIkEKEFdyaXRlTW1pb1JlcXVlc3QSDwoHYWRkcmVzcxgBIAEoBBINCgV3aWR0aBgCIAEoDRINCgV2YWx1ZRgDIAEoBCITChFXcml0ZU1taW9SZXNwb25zZSJCChJSZWFkVmlydHVhbFJlcXVlc3QSCwoDdGlkGAEgASgFEg8KB2FkZHJlc3MYAiABKAQSDgoGbGVuZ3RoGAMgASgEIiMKE1JlYWRWaXJ0dWFsUmVzcG9uc2USDAoEZGF0YRgBIAEoDCJBChNXcml0ZVZpcnR1YWxSZXF1ZXN0EgsKA3RpZBgBIAEoBRIPCgdhZGRyZXNzGAIgASgEEgwKBGRhdGEYAyABKAwiFgoUV3JpdGVWaXJ0dWFsUmVzcG9uc2UiEQoPTGlzdENwdXNSZXF1ZXN0Ij4KEExpc3RDcHVzUmVzcG9uc2USKgoEY3B1cxgBIAMoCzIcLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3VtbWFyeSIhChJHZXRDcHVTdGF0ZVJlcXVlc3QSCwoDY3B1GAEgASgNIm8KE0dldENwdVN0YXRlUmVzcG9uc2USLQoHc3VtbWFyeRgBIAEoCzIcLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3VtbWFyeRIpCgVzdGF0ZRgCIAEoCzIaLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3RhdGUiTAoSU2V0Q3B1U3RhdGVSZXF1ZXN0EgsKA2NwdRgBIAEoDRIpCgVzdGF0ZRgCIAEoCzIaLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3RhdGUiFQoTU2V0Q3B1U3RhdGVSZXNwb25zZSIeCg9TdGFydENwdVJlcXVlc3QSCwoDY3B1GAEgASgNIkEKEFN0YXJ0Q3B1UmVzcG9uc2USLQoHc3VtbWFyeRgBIAEoCzIcLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3VtbWFyeSIdCg5TdG9wQ3B1UmVxdWVzdBILCgNjcHUYASABKA0iQAoPU3RvcENwdVJlc3BvbnNlEi0KB3N1bW1hcnkYASABKAsyHC5hc3RyYS5tYWNoaW5lLnYxLkNwdVN1bW1hcnkiZQoaQ3JlYXRlVGhyZWFkQ29udGV4dFJlcXVlc3QSMAoHY29udGV4dBgBIAEoCzIfLmFzdHJhLm1hY2hpbmUudjEuVGhyZWFkQ29udGV4dBIVCg1jb3B5X2Zyb21fdGlkGAIgASgFIh0KG0NyZWF0ZVRocmVhZENvbnRleHRSZXNwb25zZSImChdHZXRUaHJlYWRDb250ZXh0UmVxdWVzdBILCgN0aWQYASABKAUiWQoYR2V0VGhyZWFkQ29udGV4dFJlc3BvbnNlEjAKB2NvbnRleHQYASABKAsyHy5hc3RyYS5tYWNoaW5lLnYxLlRocmVhZENvbnRleHQSCwoDY3B1GAIgASgFIqQBChdTZXRUaHJlYWRDb250ZXh0UmVxdWVzdBILCgN0aWQYASABKAUSLgoJcmVnaXN0ZXJzGAIgASgLMhsuYXN0cmEubWFjaGluZS52MS5SZWdpc3RlcnMSMgoIc2VnbWVudHMYAyADKAsyIC5hc3RyYS5tYWNoaW5lLnYxLlNlZ21lbnRNYXBwaW5nEhgKEHJlcGxhY2Vfc2VnbWVudHMYBCABKAgiGgoYU2V0VGhyZWFkQ29udGV4dFJlc3BvbnNlIikKGkRlbGV0ZVRocmVhZENvbnRleHRSZXF1ZXN0EgsKA3RpZBgBIAEoBSIdChtEZWxldGVUaHJlYWRDb250ZXh0UmVzcG9uc2UiLAoQUnVuVGhyZWFkUmVxdWVzdBILCgNjcHUYASABKA0SCwoDdGlkGAIgASgFIhMKEVJ1blRocmVhZFJlc3BvbnNlIkIKGFNldFBhcnRpdGlvblRhYmxlUmVxdWVzdBITCgtodGFiX29yaWdpbhgBIAEoBBIRCglodGFiX3NpemUYAiABKA0iOAoZU2V0UGFydGl0aW9uVGFibGVSZXNwb25zZRIbChNlbnRyaWVzX2ludmFsaWRhdGVkGAEgASgEIowBChRJbnZhbGlkYXRlVGxiUmVxdWVzdBIpCgVzY29wZRgBIAEoDjIaLmFzdHJhLm1hY2hpbmUudjEuVGxiU2NvcGUSDAoEdnNpZBgCIAEoBBIZChFlZmZlY3RpdmVfYWRkcmVzcxgDIAEoBBISCgpwYWdlX3NoaWZ0GAQgASgNEgwKBGNwdXMYBSADKA0iNAoVSW52YWxpZGF0ZVRsYlJlc3BvbnNlEhsKE2VudHJpZXNfaW52YWxpZGF0ZWQYASABKAQijwEKEVRyYXBTdHJlYW1SZXF1ZXN0EjcKCXN1YnNjcmliZRgBIAEoCzIiLmFzdHJhLm1hY2hpbmUudjEuVHJhcFN1YnNjcmlwdGlvbkgAEjYKCnJlc29sdXRpb24YAiABKAsyIC5hc3RyYS5tYWNoaW5lLnYxLlRyYXBSZXNvbHV0aW9uSABCCQoHbWVzc2FnZSJAChJUcmFwU3RyZWFtUmVzcG9uc2USKgoFZXZlbnQYASABKAsyGy5hc3RyYS5tYWNoaW5lLnYxLlRyYXBFdmVudCIjChNXcml0ZUNvbnNvbGVSZXF1ZXN0EgwKBGRhdGEYASABKAwiFgoUV3JpdGVDb25zb2xlUmVzcG9uc2UiLwoUQ29uc29sZU91dHB1dFJlcXVlc3QSFwoPaW5jbHVkZV9oaXN0b3J5GAEgASgIIjUKFUNvbnNvbGVPdXRwdXRSZXNwb25zZRIMCgRkYXRhGAEgASgMEg4KBm9mZnNldBgCIAEoBCIoChhXcml0ZUNvbnNvbGVJbnB1dFJlcXVlc3QSDAoEZGF0YRgBIAEoDCItChlXcml0ZUNvbnNvbGVJbnB1dFJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgEIhIKEExpc3REaXNrc1JlcXVlc3QiPgoRTGlzdERpc2tzUmVzcG9uc2USKQoFZGlza3MYASADKAsyGi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tJbmZvIn8KEUF0dGFjaERpc2tSZXF1ZXN0EjAKCGxvY2F0aW9uGAEgASgLMh4uYXN0cmEubWFjaGluZS52MS5EaXNrTG9jYXRpb24SEgoKaW1hZ2VfcGF0aBgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgEEhAKCGxiYV9zaXplGAQgASgNIj4KEkF0dGFjaERpc2tSZXNwb25zZRIoCgRkaXNrGAEgASgLMhouYXN0cmEubWFjaGluZS52MS5EaXNrSW5mbyJFChFEZXRhY2hEaXNrUmVxdWVzdBIwCghsb2NhdGlvbhgBIAEoCzIeLmFzdHJhLm1hY2hpbmUudjEuRGlza0xvY2F0aW9uIhQKEkRldGFjaERpc2tSZXNwb25zZSKrAQoPUG93ZXJDdXRSZXF1ZXN0EjAKCGxvY2F0aW9uGAEgASgLMh4uYXN0cmEubWFjaGluZS52MS5EaXNrTG9jYXRpb24SLAoEbW9kZRgCIAEoDjIeLmFzdHJhLm1hY2hpbmUudjEuUG93ZXJDdXRNb2RlEhUKDXByZWZpeF93cml0ZXMYAyABKAQSDAoEc2VlZBgEIAEoBBITCgt0ZWFyX3NlY3RvchgFIAEoCCJvChBQb3dlckN1dFJlc3BvbnNlEhgKEHdyaXRlc19wZXJzaXN0ZWQYASABKAQSEwoLd3JpdGVzX2xvc3QYAiABKAQSEAoIdG9ybl9sYmEYAyABKAQSDAoEdG9ybhgEIAEoCBIMCgRzZWVkGAUgASgEIqYBChJJbmplY3RGYXVsdFJlcXVlc3QSMAoIbG9jYXRpb24YASABKAsyHi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tMb2NhdGlvbhIpCgRraW5kGAIgASgOMhsuYXN0cmEubWFjaGluZS52MS5GYXVsdEtpbmQSEQoJbGJhX2ZpcnN0GAMgASgEEhEKCWxiYV9jb3VudBgEIAEoBBINCgVjb3VudBgFIAEoDSInChNJbmplY3RGYXVsdFJlc3BvbnNlEhAKCGZhdWx0X2lkGAEgASgEIlgKEkNsZWFyRmF1bHRzUmVxdWVzdBIwCghsb2NhdGlvbhgBIAEoCzIeLmFzdHJhLm1hY2hpbmUudjEuRGlza0xvY2F0aW9uEhAKCGZhdWx0X2lkGAIgASgEIiYKE0NsZWFyRmF1bHRzUmVzcG9uc2USDwoHY2xlYXJlZBgBIAEoDSpjCghUbGJTY29wZRIZChVUTEJfU0NPUEVfVU5TUEVDSUZJRUQQABISCg5UTEJfU0NPUEVfUEFHRRABEhUKEVRMQl9TQ09QRV9TRUdNRU5UEAISEQoNVExCX1NDT1BFX0FMTBADMpQXCg5NYWNoaW5lU2VydmljZRJTCgdHZXRJbmZvEiAuYXN0cmEubWFjaGluZS52MS5HZXRJbmZvUmVxdWVzdBohLmFzdHJhLm1hY2hpbmUudjEuR2V0SW5mb1Jlc3BvbnNlIgOQAgESYgoMR2V0TWVtb3J5TWFwEiUuYXN0cmEubWFjaGluZS52MS5HZXRNZW1vcnlNYXBSZXF1ZXN0GiYuYXN0cmEubWFjaGluZS52MS5HZXRNZW1vcnlNYXBSZXNwb25zZSIDkAIBEl0KDFJlYWRQaHlzaWNhbBIlLmFzdHJhLm1hY2hpbmUudjEuUmVhZFBoeXNpY2FsUmVxdWVzdBomLmFzdHJhLm1hY2hpbmUudjEuUmVhZFBoeXNpY2FsUmVzcG9uc2USYAoNV3JpdGVQaHlzaWNhbBImLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVQaHlzaWNhbFJlcXVlc3QaJy5hc3RyYS5tYWNoaW5lLnYxLldyaXRlUGh5c2ljYWxSZXNwb25zZRJdCgxGaWxsUGh5c2ljYWwSJS5hc3RyYS5tYWNoaW5lLnYxLkZpbGxQaHlzaWNhbFJlcXVlc3QaJi5hc3RyYS5tYWNoaW5lLnYxLkZpbGxQaHlzaWNhbFJlc3BvbnNlElEKCFJlYWRNbWlvEiEuYXN0cmEubWFjaGluZS52MS5SZWFkTW1pb1JlcXVlc3QaIi5hc3RyYS5tYWNoaW5lLnYxLlJlYWRNbWlvUmVzcG9uc2USVAoJV3JpdGVNbWlvEiIuYXN0cmEubWFjaGluZS52MS5Xcml0ZU1taW9SZXF1ZXN0GiMuYXN0cmEubWFjaGluZS52MS5Xcml0ZU1taW9SZXNwb25zZRJaCgtSZWFkVmlydHVhbBIkLmFzdHJhLm1hY2hpbmUudjEuUmVhZFZpcnR1YWxSZXF1ZXN0GiUuYXN0cmEubWFjaGluZS52MS5SZWFkVmlydHVhbFJlc3BvbnNlEl0KDFdyaXRlVmlydHVhbBIlLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVWaXJ0dWFsUmVxdWVzdBomLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVWaXJ0dWFsUmVzcG9uc2USVgoITGlzdENwdXMSIS5hc3RyYS5tYWNoaW5lLnYxLkxpc3RDcHVzUmVxdWVzdBoiLmFzdHJhLm1hY2hpbmUudjEuTGlzdENwdXNSZXNwb25zZSIDkAIBEl8KC0dldENwdVN0YXRlEiQuYXN0cmEubWFjaGluZS52MS5HZXRDcHVTdGF0ZVJlcXVlc3QaJS5hc3RyYS5tYWNoaW5lLnYxLkdldENwdVN0YXRlUmVzcG9uc2UiA5ACARJaCgtTZXRDcHVTdGF0ZRIkLmFzdHJhLm1hY2hpbmUudjEuU2V0Q3B1U3RhdGVSZXF1ZXN0GiUuYXN0cmEubWFjaGluZS52MS5TZXRDcHVTdGF0ZVJlc3BvbnNlElEKCFN0YXJ0Q3B1EiEuYXN0cmEubWFjaGluZS52MS5TdGFydENwdVJlcXVlc3QaIi5hc3RyYS5tYWNoaW5lLnYxLlN0YXJ0Q3B1UmVzcG9uc2USTgoHU3RvcENwdRIgLmFzdHJhLm1hY2hpbmUudjEuU3RvcENwdVJlcXVlc3QaIS5hc3RyYS5tYWNoaW5lLnYxLlN0b3BDcHVSZXNwb25zZRJyChNDcmVhdGVUaHJlYWRDb250ZXh0EiwuYXN0cmEubWFjaGluZS52MS5DcmVhdGVUaHJlYWRDb250ZXh0UmVxdWVzdBotLmFzdHJhLm1hY2hpbmUudjEuQ3JlYXRlVGhyZWFkQ29udGV4dFJlc3BvbnNlEm4KEEdldFRocmVhZENvbnRleHQSKS5hc3RyYS5tYWNoaW5lLnYxLkdldFRocmVhZENvbnRleHRSZXF1ZXN0GiouYXN0cmEubWFjaGluZS52MS5HZXRUaHJlYWRDb250ZXh0UmVzcG9uc2UiA5ACARJpChBTZXRUaHJlYWRDb250ZXh0EikuYXN0cmEubWFjaGluZS52MS5TZXRUaHJlYWRDb250ZXh0UmVxdWVzdBoqLmFzdHJhLm1hY2hpbmUudjEuU2V0VGhyZWFkQ29udGV4dFJlc3BvbnNlEnIKE0RlbGV0ZVRocmVhZENvbnRleHQSLC5hc3RyYS5tYWNoaW5lLnYxLkRlbGV0ZVRocmVhZENvbnRleHRSZXF1ZXN0Gi0uYXN0cmEubWFjaGluZS52MS5EZWxldGVUaHJlYWRDb250ZXh0UmVzcG9uc2USVAoJUnVuVGhyZWFkEiIuYXN0cmEubWFjaGluZS52MS5SdW5UaHJlYWRSZXF1ZXN0GiMuYXN0cmEubWFjaGluZS52MS5SdW5UaHJlYWRSZXNwb25zZRJsChFTZXRQYXJ0aXRpb25UYWJsZRIqLmFzdHJhLm1hY2hpbmUudjEuU2V0UGFydGl0aW9uVGFibGVSZXF1ZXN0GisuYXN0cmEubWFjaGluZS52MS5TZXRQYXJ0aXRpb25UYWJsZVJlc3BvbnNlEmAKDUludmFsaWRhdGVUbGISJi5hc3RyYS5tYWNoaW5lLnYxLkludmFsaWRhdGVUbGJSZXF1ZXN0GicuYXN0cmEubWFjaGluZS52MS5JbnZhbGlkYXRlVGxiUmVzcG9uc2USWwoKVHJhcFN0cmVhbRIjLmFzdHJhLm1hY2hpbmUudjEuVHJhcFN0cmVhbVJlcXVlc3QaJC5hc3RyYS5tYWNoaW5lLnYxLlRyYXBTdHJlYW1SZXNwb25zZSgBMAESXQoMV3JpdGVDb25zb2xlEiUuYXN0cmEubWFjaGluZS52MS5Xcml0ZUNvbnNvbGVSZXF1ZXN0GiYuYXN0cmEubWFjaGluZS52MS5Xcml0ZUNvbnNvbGVSZXNwb25zZRJiCg1Db25zb2xlT3V0cHV0EiYuYXN0cmEubWFjaGluZS52MS5Db25zb2xlT3V0cHV0UmVxdWVzdBonLmFzdHJhLm1hY2hpbmUudjEuQ29uc29sZU91dHB1dFJlc3BvbnNlMAESbAoRV3JpdGVDb25zb2xlSW5wdXQSKi5hc3RyYS5tYWNoaW5lLnYxLldyaXRlQ29uc29sZUlucHV0UmVxdWVzdBorLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVDb25zb2xlSW5wdXRSZXNwb25zZRJZCglMaXN0RGlza3MSIi5hc3RyYS5tYWNoaW5lLnYxLkxpc3REaXNrc1JlcXVlc3QaIy5hc3RyYS5tYWNoaW5lLnYxLkxpc3REaXNrc1Jlc3BvbnNlIgOQAgESVwoKQXR0YWNoRGlzaxIjLmFzdHJhLm1hY2hpbmUudjEuQXR0YWNoRGlza1JlcXVlc3QaJC5hc3RyYS5tYWNoaW5lLnYxLkF0dGFjaERpc2tSZXNwb25zZRJXCgpEZXRhY2hEaXNrEiMuYXN0cmEubWFjaGluZS52MS5EZXRhY2hEaXNrUmVxdWVzdBokLmFzdHJhLm1hY2hpbmUudjEuRGV0YWNoRGlza1Jlc3BvbnNlElEKCFBvd2VyQ3V0EiEuYXN0cmEubWFjaGluZS52MS5Qb3dlckN1dFJlcXVlc3QaIi5hc3RyYS5tYWNoaW5lLnYxLlBvd2VyQ3V0UmVzcG9uc2USWgoLSW5qZWN0RmF1bHQSJC5hc3RyYS5tYWNoaW5lLnYxLkluamVjdEZhdWx0UmVxdWVzdBolLmFzdHJhLm1hY2hpbmUudjEuSW5qZWN0RmF1bHRSZXNwb25zZRJaCgtDbGVhckZhdWx0cxIkLmFzdHJhLm1hY2hpbmUudjEuQ2xlYXJGYXVsdHNSZXF1ZXN0GiUuYXN0cmEubWFjaGluZS52MS5DbGVhckZhdWx0c1Jlc3BvbnNlYgZwcm90bzM", [file_astra_machine_v1_cpu, file_astra_machine_v1_devices]);
+  fileDesc("Ch5hc3RyYS9tYWNoaW5lL3YxL21hY2hpbmUucHJvdG8SEGFzdHJhLm1hY2hpbmUudjEiEAoOR2V0SW5mb1JlcXVlc3QiyAMKD0dldEluZm9SZXNwb25zZRINCgVtb2RlbBgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCRIRCgljcHVfY291bnQYAyABKA0SFAoMbWVtb3J5X2J5dGVzGAQgASgEEh0KFXJlc2lkZW50X21lbW9yeV9ieXRlcxgFIAEoBBIuCgpudW1hX25vZGVzGAYgAygLMhouYXN0cmEubWFjaGluZS52MS5OdW1hTm9kZRIaChJ0aW1lYmFzZV9mcmVxdWVuY3kYByABKAQSEAoIdGltZWJhc2UYCCABKAQSFAoMdXB0aW1lX25hbm9zGAkgASgEEioKBGNwdXMYCiADKAsyHC5hc3RyYS5tYWNoaW5lLnYxLkNwdVN1bW1hcnkSLQoHZGV2aWNlcxgLIAMoCzIcLmFzdHJhLm1hY2hpbmUudjEuRGV2aWNlSW5mbxINCgVod2NhcBgMIAEoBBIOCgZod2NhcDIYDSABKAQSGgoSZGNhY2hlX2Jsb2NrX2J5dGVzGA4gASgNEhoKEmljYWNoZV9ibG9ja19ieXRlcxgPIAEoDRITCgtodGFiX29yaWdpbhgQIAEoBBIRCglodGFiX3NpemUYESABKA0iFQoTR2V0TWVtb3J5TWFwUmVxdWVzdCJ3ChRHZXRNZW1vcnlNYXBSZXNwb25zZRIvCgdyZWdpb25zGAEgAygLMh4uYXN0cmEubWFjaGluZS52MS5NZW1vcnlSZWdpb24SLgoKbnVtYV9ub2RlcxgCIAMoCzIaLmFzdHJhLm1hY2hpbmUudjEuTnVtYU5vZGUiNgoTUmVhZFBoeXNpY2FsUmVxdWVzdBIPCgdhZGRyZXNzGAEgASgEEg4KBmxlbmd0aBgCIAEoBCIkChRSZWFkUGh5c2ljYWxSZXNwb25zZRIMCgRkYXRhGAEgASgMIjUKFFdyaXRlUGh5c2ljYWxSZXF1ZXN0Eg8KB2FkZHJlc3MYASABKAQSDAoEZGF0YRgCIAEoDCIXChVXcml0ZVBoeXNpY2FsUmVzcG9uc2UiRQoTRmlsbFBoeXNpY2FsUmVxdWVzdBIPCgdhZGRyZXNzGAEgASgEEg4KBmxlbmd0aBgCIAEoBBINCgV2YWx1ZRgDIAEoDSIWChRGaWxsUGh5c2ljYWxSZXNwb25zZSIxCg9SZWFkTW1pb1JlcXVlc3QSDwoHYWRkcmVzcxgBIAEoBBINCgV3aWR0aBgCIAEoDSIhChBSZWFkTW1pb1Jlc3BvbnNlEg0KBXZhbHVlGAEgASgEIkEKEFdyaXRlTW1pb1JlcXVlc3QSDwoHYWRkcmVzcxgBIAEoBBINCgV3aWR0aBgCIAEoDRINCgV2YWx1ZRgDIAEoBCITChFXcml0ZU1taW9SZXNwb25zZSJCChJSZWFkVmlydHVhbFJlcXVlc3QSCwoDdGlkGAEgASgFEg8KB2FkZHJlc3MYAiABKAQSDgoGbGVuZ3RoGAMgASgEIiMKE1JlYWRWaXJ0dWFsUmVzcG9uc2USDAoEZGF0YRgBIAEoDCJBChNXcml0ZVZpcnR1YWxSZXF1ZXN0EgsKA3RpZBgBIAEoBRIPCgdhZGRyZXNzGAIgASgEEgwKBGRhdGEYAyABKAwiFgoUV3JpdGVWaXJ0dWFsUmVzcG9uc2UiEQoPTGlzdENwdXNSZXF1ZXN0Ij4KEExpc3RDcHVzUmVzcG9uc2USKgoEY3B1cxgBIAMoCzIcLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3VtbWFyeSIhChJHZXRDcHVTdGF0ZVJlcXVlc3QSCwoDY3B1GAEgASgNIm8KE0dldENwdVN0YXRlUmVzcG9uc2USLQoHc3VtbWFyeRgBIAEoCzIcLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3VtbWFyeRIpCgVzdGF0ZRgCIAEoCzIaLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3RhdGUiTAoSU2V0Q3B1U3RhdGVSZXF1ZXN0EgsKA2NwdRgBIAEoDRIpCgVzdGF0ZRgCIAEoCzIaLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3RhdGUiFQoTU2V0Q3B1U3RhdGVSZXNwb25zZSIeCg9TdGFydENwdVJlcXVlc3QSCwoDY3B1GAEgASgNIkEKEFN0YXJ0Q3B1UmVzcG9uc2USLQoHc3VtbWFyeRgBIAEoCzIcLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3VtbWFyeSIdCg5TdG9wQ3B1UmVxdWVzdBILCgNjcHUYASABKA0iQAoPU3RvcENwdVJlc3BvbnNlEi0KB3N1bW1hcnkYASABKAsyHC5hc3RyYS5tYWNoaW5lLnYxLkNwdVN1bW1hcnkiZQoaQ3JlYXRlVGhyZWFkQ29udGV4dFJlcXVlc3QSMAoHY29udGV4dBgBIAEoCzIfLmFzdHJhLm1hY2hpbmUudjEuVGhyZWFkQ29udGV4dBIVCg1jb3B5X2Zyb21fdGlkGAIgASgFIh0KG0NyZWF0ZVRocmVhZENvbnRleHRSZXNwb25zZSImChdHZXRUaHJlYWRDb250ZXh0UmVxdWVzdBILCgN0aWQYASABKAUiWQoYR2V0VGhyZWFkQ29udGV4dFJlc3BvbnNlEjAKB2NvbnRleHQYASABKAsyHy5hc3RyYS5tYWNoaW5lLnYxLlRocmVhZENvbnRleHQSCwoDY3B1GAIgASgFIqQBChdTZXRUaHJlYWRDb250ZXh0UmVxdWVzdBILCgN0aWQYASABKAUSLgoJcmVnaXN0ZXJzGAIgASgLMhsuYXN0cmEubWFjaGluZS52MS5SZWdpc3RlcnMSMgoIc2VnbWVudHMYAyADKAsyIC5hc3RyYS5tYWNoaW5lLnYxLlNlZ21lbnRNYXBwaW5nEhgKEHJlcGxhY2Vfc2VnbWVudHMYBCABKAgiGgoYU2V0VGhyZWFkQ29udGV4dFJlc3BvbnNlIikKGkRlbGV0ZVRocmVhZENvbnRleHRSZXF1ZXN0EgsKA3RpZBgBIAEoBSIdChtEZWxldGVUaHJlYWRDb250ZXh0UmVzcG9uc2UiLAoQUnVuVGhyZWFkUmVxdWVzdBILCgNjcHUYASABKA0SCwoDdGlkGAIgASgFIhMKEVJ1blRocmVhZFJlc3BvbnNlIkIKGFNldFBhcnRpdGlvblRhYmxlUmVxdWVzdBITCgtodGFiX29yaWdpbhgBIAEoBBIRCglodGFiX3NpemUYAiABKA0iOAoZU2V0UGFydGl0aW9uVGFibGVSZXNwb25zZRIbChNlbnRyaWVzX2ludmFsaWRhdGVkGAEgASgEIowBChRJbnZhbGlkYXRlVGxiUmVxdWVzdBIpCgVzY29wZRgBIAEoDjIaLmFzdHJhLm1hY2hpbmUudjEuVGxiU2NvcGUSDAoEdnNpZBgCIAEoBBIZChFlZmZlY3RpdmVfYWRkcmVzcxgDIAEoBBISCgpwYWdlX3NoaWZ0GAQgASgNEgwKBGNwdXMYBSADKA0iNAoVSW52YWxpZGF0ZVRsYlJlc3BvbnNlEhsKE2VudHJpZXNfaW52YWxpZGF0ZWQYASABKAQijwEKEVRyYXBTdHJlYW1SZXF1ZXN0EjcKCXN1YnNjcmliZRgBIAEoCzIiLmFzdHJhLm1hY2hpbmUudjEuVHJhcFN1YnNjcmlwdGlvbkgAEjYKCnJlc29sdXRpb24YAiABKAsyIC5hc3RyYS5tYWNoaW5lLnYxLlRyYXBSZXNvbHV0aW9uSABCCQoHbWVzc2FnZSJAChJUcmFwU3RyZWFtUmVzcG9uc2USKgoFZXZlbnQYASABKAsyGy5hc3RyYS5tYWNoaW5lLnYxLlRyYXBFdmVudCIjChNXcml0ZUNvbnNvbGVSZXF1ZXN0EgwKBGRhdGEYASABKAwiFgoUV3JpdGVDb25zb2xlUmVzcG9uc2UiLwoUQ29uc29sZU91dHB1dFJlcXVlc3QSFwoPaW5jbHVkZV9oaXN0b3J5GAEgASgIIjUKFUNvbnNvbGVPdXRwdXRSZXNwb25zZRIMCgRkYXRhGAEgASgMEg4KBm9mZnNldBgCIAEoBCIoChhXcml0ZUNvbnNvbGVJbnB1dFJlcXVlc3QSDAoEZGF0YRgBIAEoDCItChlXcml0ZUNvbnNvbGVJbnB1dFJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgEIhIKEExpc3REaXNrc1JlcXVlc3QiPgoRTGlzdERpc2tzUmVzcG9uc2USKQoFZGlza3MYASADKAsyGi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tJbmZvIn8KEUF0dGFjaERpc2tSZXF1ZXN0EjAKCGxvY2F0aW9uGAEgASgLMh4uYXN0cmEubWFjaGluZS52MS5EaXNrTG9jYXRpb24SEgoKaW1hZ2VfcGF0aBgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgEEhAKCGxiYV9zaXplGAQgASgNIj4KEkF0dGFjaERpc2tSZXNwb25zZRIoCgRkaXNrGAEgASgLMhouYXN0cmEubWFjaGluZS52MS5EaXNrSW5mbyJXChFEZXRhY2hEaXNrUmVxdWVzdBIwCghsb2NhdGlvbhgBIAEoCzIeLmFzdHJhLm1hY2hpbmUudjEuRGlza0xvY2F0aW9uEhAKCHN1cnByaXNlGAIgASgIIkEKEkRldGFjaERpc2tSZXNwb25zZRIWCg53cml0ZXNfZmx1c2hlZBgBIAEoBBITCgt3cml0ZXNfbG9zdBgCIAEoBCKrAQoPUG93ZXJDdXRSZXF1ZXN0EjAKCGxvY2F0aW9uGAEgASgLMh4uYXN0cmEubWFjaGluZS52MS5EaXNrTG9jYXRpb24SLAoEbW9kZRgCIAEoDjIeLmFzdHJhLm1hY2hpbmUudjEuUG93ZXJDdXRNb2RlEhUKDXByZWZpeF93cml0ZXMYAyABKAQSDAoEc2VlZBgEIAEoBBITCgt0ZWFyX3NlY3RvchgFIAEoCCKeAQoQUG93ZXJDdXRSZXNwb25zZRIYChB3cml0ZXNfcGVyc2lzdGVkGAEgASgEEhMKC3dyaXRlc19sb3N0GAIgASgEEhAKCHRvcm5fbGJhGAMgASgEEgwKBHRvcm4YBCABKAgSDAoEc2VlZBgFIAEoBBItCgVkaXNrcxgGIAMoCzIeLmFzdHJhLm1hY2hpbmUudjEuRGlza1Bvd2VyQ3V0IrEBCgxEaXNrUG93ZXJDdXQSMAoIbG9jYXRpb24YASABKAsyHi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tMb2NhdGlvbhIYChB3cml0ZXNfcGVyc2lzdGVkGAIgASgEEhMKC3dyaXRlc19sb3N0GAMgASgEEgwKBHRvcm4YBCABKAgSEAoIdG9ybl9sYmEYBSABKAQSEgoKdG9ybl9ieXRlcxgGIAEoDRIMCgRzZWVkGAcgASgEIqYBChJJbmplY3RGYXVsdFJlcXVlc3QSMAoIbG9jYXRpb24YASABKAsyHi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tMb2NhdGlvbhIpCgRraW5kGAIgASgOMhsuYXN0cmEubWFjaGluZS52MS5GYXVsdEtpbmQSEQoJbGJhX2ZpcnN0GAMgASgEEhEKCWxiYV9jb3VudBgEIAEoBBINCgVjb3VudBgFIAEoDSInChNJbmplY3RGYXVsdFJlc3BvbnNlEhAKCGZhdWx0X2lkGAEgASgEIlgKEkNsZWFyRmF1bHRzUmVxdWVzdBIwCghsb2NhdGlvbhgBIAEoCzIeLmFzdHJhLm1hY2hpbmUudjEuRGlza0xvY2F0aW9uEhAKCGZhdWx0X2lkGAIgASgEIiYKE0NsZWFyRmF1bHRzUmVzcG9uc2USDwoHY2xlYXJlZBgBIAEoDSpjCghUbGJTY29wZRIZChVUTEJfU0NPUEVfVU5TUEVDSUZJRUQQABISCg5UTEJfU0NPUEVfUEFHRRABEhUKEVRMQl9TQ09QRV9TRUdNRU5UEAISEQoNVExCX1NDT1BFX0FMTBADMpQXCg5NYWNoaW5lU2VydmljZRJTCgdHZXRJbmZvEiAuYXN0cmEubWFjaGluZS52MS5HZXRJbmZvUmVxdWVzdBohLmFzdHJhLm1hY2hpbmUudjEuR2V0SW5mb1Jlc3BvbnNlIgOQAgESYgoMR2V0TWVtb3J5TWFwEiUuYXN0cmEubWFjaGluZS52MS5HZXRNZW1vcnlNYXBSZXF1ZXN0GiYuYXN0cmEubWFjaGluZS52MS5HZXRNZW1vcnlNYXBSZXNwb25zZSIDkAIBEl0KDFJlYWRQaHlzaWNhbBIlLmFzdHJhLm1hY2hpbmUudjEuUmVhZFBoeXNpY2FsUmVxdWVzdBomLmFzdHJhLm1hY2hpbmUudjEuUmVhZFBoeXNpY2FsUmVzcG9uc2USYAoNV3JpdGVQaHlzaWNhbBImLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVQaHlzaWNhbFJlcXVlc3QaJy5hc3RyYS5tYWNoaW5lLnYxLldyaXRlUGh5c2ljYWxSZXNwb25zZRJdCgxGaWxsUGh5c2ljYWwSJS5hc3RyYS5tYWNoaW5lLnYxLkZpbGxQaHlzaWNhbFJlcXVlc3QaJi5hc3RyYS5tYWNoaW5lLnYxLkZpbGxQaHlzaWNhbFJlc3BvbnNlElEKCFJlYWRNbWlvEiEuYXN0cmEubWFjaGluZS52MS5SZWFkTW1pb1JlcXVlc3QaIi5hc3RyYS5tYWNoaW5lLnYxLlJlYWRNbWlvUmVzcG9uc2USVAoJV3JpdGVNbWlvEiIuYXN0cmEubWFjaGluZS52MS5Xcml0ZU1taW9SZXF1ZXN0GiMuYXN0cmEubWFjaGluZS52MS5Xcml0ZU1taW9SZXNwb25zZRJaCgtSZWFkVmlydHVhbBIkLmFzdHJhLm1hY2hpbmUudjEuUmVhZFZpcnR1YWxSZXF1ZXN0GiUuYXN0cmEubWFjaGluZS52MS5SZWFkVmlydHVhbFJlc3BvbnNlEl0KDFdyaXRlVmlydHVhbBIlLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVWaXJ0dWFsUmVxdWVzdBomLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVWaXJ0dWFsUmVzcG9uc2USVgoITGlzdENwdXMSIS5hc3RyYS5tYWNoaW5lLnYxLkxpc3RDcHVzUmVxdWVzdBoiLmFzdHJhLm1hY2hpbmUudjEuTGlzdENwdXNSZXNwb25zZSIDkAIBEl8KC0dldENwdVN0YXRlEiQuYXN0cmEubWFjaGluZS52MS5HZXRDcHVTdGF0ZVJlcXVlc3QaJS5hc3RyYS5tYWNoaW5lLnYxLkdldENwdVN0YXRlUmVzcG9uc2UiA5ACARJaCgtTZXRDcHVTdGF0ZRIkLmFzdHJhLm1hY2hpbmUudjEuU2V0Q3B1U3RhdGVSZXF1ZXN0GiUuYXN0cmEubWFjaGluZS52MS5TZXRDcHVTdGF0ZVJlc3BvbnNlElEKCFN0YXJ0Q3B1EiEuYXN0cmEubWFjaGluZS52MS5TdGFydENwdVJlcXVlc3QaIi5hc3RyYS5tYWNoaW5lLnYxLlN0YXJ0Q3B1UmVzcG9uc2USTgoHU3RvcENwdRIgLmFzdHJhLm1hY2hpbmUudjEuU3RvcENwdVJlcXVlc3QaIS5hc3RyYS5tYWNoaW5lLnYxLlN0b3BDcHVSZXNwb25zZRJyChNDcmVhdGVUaHJlYWRDb250ZXh0EiwuYXN0cmEubWFjaGluZS52MS5DcmVhdGVUaHJlYWRDb250ZXh0UmVxdWVzdBotLmFzdHJhLm1hY2hpbmUudjEuQ3JlYXRlVGhyZWFkQ29udGV4dFJlc3BvbnNlEm4KEEdldFRocmVhZENvbnRleHQSKS5hc3RyYS5tYWNoaW5lLnYxLkdldFRocmVhZENvbnRleHRSZXF1ZXN0GiouYXN0cmEubWFjaGluZS52MS5HZXRUaHJlYWRDb250ZXh0UmVzcG9uc2UiA5ACARJpChBTZXRUaHJlYWRDb250ZXh0EikuYXN0cmEubWFjaGluZS52MS5TZXRUaHJlYWRDb250ZXh0UmVxdWVzdBoqLmFzdHJhLm1hY2hpbmUudjEuU2V0VGhyZWFkQ29udGV4dFJlc3BvbnNlEnIKE0RlbGV0ZVRocmVhZENvbnRleHQSLC5hc3RyYS5tYWNoaW5lLnYxLkRlbGV0ZVRocmVhZENvbnRleHRSZXF1ZXN0Gi0uYXN0cmEubWFjaGluZS52MS5EZWxldGVUaHJlYWRDb250ZXh0UmVzcG9uc2USVAoJUnVuVGhyZWFkEiIuYXN0cmEubWFjaGluZS52MS5SdW5UaHJlYWRSZXF1ZXN0GiMuYXN0cmEubWFjaGluZS52MS5SdW5UaHJlYWRSZXNwb25zZRJsChFTZXRQYXJ0aXRpb25UYWJsZRIqLmFzdHJhLm1hY2hpbmUudjEuU2V0UGFydGl0aW9uVGFibGVSZXF1ZXN0GisuYXN0cmEubWFjaGluZS52MS5TZXRQYXJ0aXRpb25UYWJsZVJlc3BvbnNlEmAKDUludmFsaWRhdGVUbGISJi5hc3RyYS5tYWNoaW5lLnYxLkludmFsaWRhdGVUbGJSZXF1ZXN0GicuYXN0cmEubWFjaGluZS52MS5JbnZhbGlkYXRlVGxiUmVzcG9uc2USWwoKVHJhcFN0cmVhbRIjLmFzdHJhLm1hY2hpbmUudjEuVHJhcFN0cmVhbVJlcXVlc3QaJC5hc3RyYS5tYWNoaW5lLnYxLlRyYXBTdHJlYW1SZXNwb25zZSgBMAESXQoMV3JpdGVDb25zb2xlEiUuYXN0cmEubWFjaGluZS52MS5Xcml0ZUNvbnNvbGVSZXF1ZXN0GiYuYXN0cmEubWFjaGluZS52MS5Xcml0ZUNvbnNvbGVSZXNwb25zZRJiCg1Db25zb2xlT3V0cHV0EiYuYXN0cmEubWFjaGluZS52MS5Db25zb2xlT3V0cHV0UmVxdWVzdBonLmFzdHJhLm1hY2hpbmUudjEuQ29uc29sZU91dHB1dFJlc3BvbnNlMAESbAoRV3JpdGVDb25zb2xlSW5wdXQSKi5hc3RyYS5tYWNoaW5lLnYxLldyaXRlQ29uc29sZUlucHV0UmVxdWVzdBorLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVDb25zb2xlSW5wdXRSZXNwb25zZRJZCglMaXN0RGlza3MSIi5hc3RyYS5tYWNoaW5lLnYxLkxpc3REaXNrc1JlcXVlc3QaIy5hc3RyYS5tYWNoaW5lLnYxLkxpc3REaXNrc1Jlc3BvbnNlIgOQAgESVwoKQXR0YWNoRGlzaxIjLmFzdHJhLm1hY2hpbmUudjEuQXR0YWNoRGlza1JlcXVlc3QaJC5hc3RyYS5tYWNoaW5lLnYxLkF0dGFjaERpc2tSZXNwb25zZRJXCgpEZXRhY2hEaXNrEiMuYXN0cmEubWFjaGluZS52MS5EZXRhY2hEaXNrUmVxdWVzdBokLmFzdHJhLm1hY2hpbmUudjEuRGV0YWNoRGlza1Jlc3BvbnNlElEKCFBvd2VyQ3V0EiEuYXN0cmEubWFjaGluZS52MS5Qb3dlckN1dFJlcXVlc3QaIi5hc3RyYS5tYWNoaW5lLnYxLlBvd2VyQ3V0UmVzcG9uc2USWgoLSW5qZWN0RmF1bHQSJC5hc3RyYS5tYWNoaW5lLnYxLkluamVjdEZhdWx0UmVxdWVzdBolLmFzdHJhLm1hY2hpbmUudjEuSW5qZWN0RmF1bHRSZXNwb25zZRJaCgtDbGVhckZhdWx0cxIkLmFzdHJhLm1hY2hpbmUudjEuQ2xlYXJGYXVsdHNSZXF1ZXN0GiUuYXN0cmEubWFjaGluZS52MS5DbGVhckZhdWx0c1Jlc3BvbnNlYgZwcm90bzM", [file_astra_machine_v1_cpu, file_astra_machine_v1_devices]);
 
 /**
  * @generated from message astra.machine.v1.GetInfoRequest
@@ -1132,21 +1132,24 @@ export type AttachDiskRequest = Message<"astra.machine.v1.AttachDiskRequest"> & 
   location?: DiskLocation | undefined;
 
   /**
-   * Host path of the image; created sparse at size_bytes if it does not exist.
+   * Host path of the image; created sparse at size_bytes if it does not exist. A relative path is
+   * taken from the machine's data folder; empty: the location's own image there
+   * (disks/sata<port>.img, disks/nvme0n<namespace>.img).
    *
    * @generated from field: string image_path = 2;
    */
   imagePath: string;
 
   /**
-   * Size of a new image, a multiple of lba_size; for an existing image 0 (keep its size).
+   * Size of a new image, a multiple of lba_size; for an existing image 0 (keep its size) or its
+   * size.
    *
    * @generated from field: uint64 size_bytes = 3;
    */
   sizeBytes: bigint;
 
   /**
-   * 512 or 4096.
+   * 512 or 4096; 0: 512.
    *
    * @generated from field: uint32 lba_size = 4;
    */
@@ -1185,6 +1188,14 @@ export type DetachDiskRequest = Message<"astra.machine.v1.DetachDiskRequest"> & 
    * @generated from field: astra.machine.v1.DiskLocation location = 1;
    */
   location?: DiskLocation | undefined;
+
+  /**
+   * Surprise removal: the disk is pulled at once, its unflushed writes are lost, commands in flight
+   * fail, and the hot-plug interrupt fires.
+   *
+   * @generated from field: bool surprise = 2;
+   */
+  surprise: boolean;
 };
 
 /**
@@ -1198,6 +1209,17 @@ export const DetachDiskRequestSchema: GenMessage<DetachDiskRequest> = /*@__PURE_
  * @generated from message astra.machine.v1.DetachDiskResponse
  */
 export type DetachDiskResponse = Message<"astra.machine.v1.DetachDiskResponse"> & {
+  /**
+   * Unflushed writes the detach put on the image (clean) or lost (surprise).
+   *
+   * @generated from field: uint64 writes_flushed = 1;
+   */
+  writesFlushed: bigint;
+
+  /**
+   * @generated from field: uint64 writes_lost = 2;
+   */
+  writesLost: bigint;
 };
 
 /**
@@ -1224,14 +1246,16 @@ export type PowerCutRequest = Message<"astra.machine.v1.PowerCutRequest"> & {
   mode: PowerCutMode;
 
   /**
-   * For PREFIX: how many unflushed writes survive, in completion order.
+   * For PREFIX: how many unflushed writes of each disk survive, in completion order.
    *
    * @generated from field: uint64 prefix_writes = 3;
    */
   prefixWrites: bigint;
 
   /**
-   * For RANDOM_PREFIX: the seed of the random choice (reported back, so a run can be replayed).
+   * The seed of the random choices (RANDOM_PREFIX's length, the tear point), at most 2^53 - 1;
+   * 0: drawn (never 0) and reported back, so a run can be replayed. With every disk, the i-th disk
+   * in ListDisks order uses seed + i.
    *
    * @generated from field: uint64 seed = 4;
    */
@@ -1257,6 +1281,8 @@ export const PowerCutRequestSchema: GenMessage<PowerCutRequest> = /*@__PURE__*/
  */
 export type PowerCutResponse = Message<"astra.machine.v1.PowerCutResponse"> & {
   /**
+   * Summed over the disks cut.
+   *
    * @generated from field: uint64 writes_persisted = 1;
    */
   writesPersisted: bigint;
@@ -1267,7 +1293,7 @@ export type PowerCutResponse = Message<"astra.machine.v1.PowerCutResponse"> & {
   writesLost: bigint;
 
   /**
-   * The LBA torn, when tear_sector was set and a write survived.
+   * The LBA torn, when tear_sector was set and a write survived (the first disk torn).
    *
    * @generated from field: uint64 torn_lba = 3;
    */
@@ -1282,6 +1308,13 @@ export type PowerCutResponse = Message<"astra.machine.v1.PowerCutResponse"> & {
    * @generated from field: uint64 seed = 5;
    */
   seed: bigint;
+
+  /**
+   * Each disk cut.
+   *
+   * @generated from field: repeated astra.machine.v1.DiskPowerCut disks = 6;
+   */
+  disks: DiskPowerCut[];
 };
 
 /**
@@ -1292,10 +1325,66 @@ export const PowerCutResponseSchema: GenMessage<PowerCutResponse> = /*@__PURE__*
   messageDesc(file_astra_machine_v1_machine, 57);
 
 /**
+ * DiskPowerCut is what a power cut did to one disk.
+ *
+ * @generated from message astra.machine.v1.DiskPowerCut
+ */
+export type DiskPowerCut = Message<"astra.machine.v1.DiskPowerCut"> & {
+  /**
+   * @generated from field: astra.machine.v1.DiskLocation location = 1;
+   */
+  location?: DiskLocation | undefined;
+
+  /**
+   * @generated from field: uint64 writes_persisted = 2;
+   */
+  writesPersisted: bigint;
+
+  /**
+   * @generated from field: uint64 writes_lost = 3;
+   */
+  writesLost: bigint;
+
+  /**
+   * @generated from field: bool torn = 4;
+   */
+  torn: boolean;
+
+  /**
+   * @generated from field: uint64 torn_lba = 5;
+   */
+  tornLba: bigint;
+
+  /**
+   * Bytes of the torn sector that reached the image.
+   *
+   * @generated from field: uint32 torn_bytes = 6;
+   */
+  tornBytes: number;
+
+  /**
+   * The seed this disk's choices were drawn from.
+   *
+   * @generated from field: uint64 seed = 7;
+   */
+  seed: bigint;
+};
+
+/**
+ * Describes the message astra.machine.v1.DiskPowerCut.
+ * Use `create(DiskPowerCutSchema)` to create a new message.
+ */
+export const DiskPowerCutSchema: GenMessage<DiskPowerCut> = /*@__PURE__*/
+  messageDesc(file_astra_machine_v1_machine, 58);
+
+/**
  * @generated from message astra.machine.v1.InjectFaultRequest
  */
 export type InjectFaultRequest = Message<"astra.machine.v1.InjectFaultRequest"> & {
   /**
+   * The disk (MEDIA_ERROR, COMMAND_TIMEOUT, SURPRISE_REMOVAL), the AHCI port with a disk
+   * (PHY_ERROR) or just the controller (CONTROLLER_FATAL).
+   *
    * @generated from field: astra.machine.v1.DiskLocation location = 1;
    */
   location?: DiskLocation | undefined;
@@ -1306,7 +1395,7 @@ export type InjectFaultRequest = Message<"astra.machine.v1.InjectFaultRequest"> 
   kind: FaultKind;
 
   /**
-   * For MEDIA_ERROR and COMMAND_TIMEOUT.
+   * For MEDIA_ERROR and COMMAND_TIMEOUT: the LBA range, at least one block, inside the disk.
    *
    * @generated from field: uint64 lba_first = 3;
    */
@@ -1330,13 +1419,17 @@ export type InjectFaultRequest = Message<"astra.machine.v1.InjectFaultRequest"> 
  * Use `create(InjectFaultRequestSchema)` to create a new message.
  */
 export const InjectFaultRequestSchema: GenMessage<InjectFaultRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 58);
+  messageDesc(file_astra_machine_v1_machine, 59);
 
 /**
  * @generated from message astra.machine.v1.InjectFaultResponse
  */
 export type InjectFaultResponse = Message<"astra.machine.v1.InjectFaultResponse"> & {
   /**
+   * Unique on the machine. MEDIA_ERROR and COMMAND_TIMEOUT stay in force (DiskInfo.faults) until
+   * cleared; PHY_ERROR, SURPRISE_REMOVAL and CONTROLLER_FATAL happen at the call, and the driver
+   * recovers from them as from the real event (COMRESET, re-attach, controller reset).
+   *
    * @generated from field: uint64 fault_id = 1;
    */
   faultId: bigint;
@@ -1347,7 +1440,7 @@ export type InjectFaultResponse = Message<"astra.machine.v1.InjectFaultResponse"
  * Use `create(InjectFaultResponseSchema)` to create a new message.
  */
 export const InjectFaultResponseSchema: GenMessage<InjectFaultResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 59);
+  messageDesc(file_astra_machine_v1_machine, 60);
 
 /**
  * @generated from message astra.machine.v1.ClearFaultsRequest
@@ -1361,7 +1454,8 @@ export type ClearFaultsRequest = Message<"astra.machine.v1.ClearFaultsRequest"> 
   location?: DiskLocation | undefined;
 
   /**
-   * One fault; 0: all of the disk's.
+   * One fault (NOT_FOUND if it was never injected, or is on another disk than `location`); 0: all
+   * of the disk's.
    *
    * @generated from field: uint64 fault_id = 2;
    */
@@ -1373,7 +1467,7 @@ export type ClearFaultsRequest = Message<"astra.machine.v1.ClearFaultsRequest"> 
  * Use `create(ClearFaultsRequestSchema)` to create a new message.
  */
 export const ClearFaultsRequestSchema: GenMessage<ClearFaultsRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 60);
+  messageDesc(file_astra_machine_v1_machine, 61);
 
 /**
  * @generated from message astra.machine.v1.ClearFaultsResponse
@@ -1390,7 +1484,7 @@ export type ClearFaultsResponse = Message<"astra.machine.v1.ClearFaultsResponse"
  * Use `create(ClearFaultsResponseSchema)` to create a new message.
  */
 export const ClearFaultsResponseSchema: GenMessage<ClearFaultsResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 61);
+  messageDesc(file_astra_machine_v1_machine, 62);
 
 /**
  * TlbScope is how much of the software TLB an invalidation drops.
@@ -1499,7 +1593,9 @@ export const MachineService: GenService<{
     output: typeof FillPhysicalResponseSchema;
   },
   /**
-   * Read a device register, as a load of the given width would.
+   * Read a device register, as a load of the given width would (reads can have side effects, as
+   * on the device: a UART's receive buffer pops a byte). A bad width or an unaligned address fails
+   * with EINVAL; an address where no device has registers with EFAULT.
    *
    * @generated from rpc astra.machine.v1.MachineService.ReadMmio
    */
@@ -1509,7 +1605,7 @@ export const MachineService: GenService<{
     output: typeof ReadMmioResponseSchema;
   },
   /**
-   * Write a device register, as a store of the given width would.
+   * Write a device register, as a store of the given width would, with the same checks.
    *
    * @generated from rpc astra.machine.v1.MachineService.WriteMmio
    */
@@ -1716,7 +1812,8 @@ export const MachineService: GenService<{
   },
   /**
    * Attach a disk image at an AHCI port or as an NVMe namespace (hot plug: the controller raises
-   * its port-change or namespace-change interrupt).
+   * its port-change or namespace-change interrupt). A location already in use, or an image already
+   * attached elsewhere, fails with EBUSY.
    *
    * @generated from rpc astra.machine.v1.MachineService.AttachDisk
    */
@@ -1726,7 +1823,8 @@ export const MachineService: GenService<{
     output: typeof AttachDiskResponseSchema;
   },
   /**
-   * Detach a disk cleanly: the cache is flushed first, then the hot-plug interrupt fires.
+   * Detach a disk: cleanly (the cache is flushed first, then the hot-plug interrupt fires) or as a
+   * surprise removal. An empty location fails with ENODEV.
    *
    * @generated from rpc astra.machine.v1.MachineService.DetachDisk
    */
@@ -1757,7 +1855,7 @@ export const MachineService: GenService<{
     output: typeof InjectFaultResponseSchema;
   },
   /**
-   * Remove injected faults.
+   * Remove injected faults in force (media errors and command timeouts).
    *
    * @generated from rpc astra.machine.v1.MachineService.ClearFaults
    */
