@@ -1,0 +1,264 @@
+// The Linux ppc64 user ABI numbers the VFS speaks: open flags, *at flags, fcntl commands, file
+// types, ioctl requests and termios bits, statx masks and system call numbers. Values are the
+// powerpc ones where the architecture differs from the generic headers (O_DIRECTORY, O_NOFOLLOW,
+// O_LARGEFILE, O_DIRECT, every ioctl number, termios bits), checked against the kernel's
+// arch/powerpc/include/uapi/asm/{fcntl,ioctls,termbits,stat}.h and the cross toolchain's headers.
+
+export const O_ACCMODE = 0o3;
+export const O_RDONLY = 0o0;
+export const O_WRONLY = 0o1;
+export const O_RDWR = 0o2;
+export const O_CREAT = 0o100;
+export const O_EXCL = 0o200;
+export const O_NOCTTY = 0o400;
+export const O_TRUNC = 0o1000;
+export const O_APPEND = 0o2000;
+export const O_NONBLOCK = 0o4000;
+export const O_DSYNC = 0o10000;
+export const FASYNC = 0o20000;
+export const O_DIRECTORY = 0o40000;
+export const O_NOFOLLOW = 0o100000;
+export const O_LARGEFILE = 0o200000;
+export const O_DIRECT = 0o400000;
+export const O_NOATIME = 0o1000000;
+export const O_CLOEXEC = 0o2000000;
+/** __O_SYNC | O_DSYNC. */
+export const O_SYNC = 0o4010000;
+export const O_PATH = 0o10000000;
+/** __O_TMPFILE | O_DIRECTORY. */
+export const O_TMPFILE = 0o20040000;
+const O_TMPFILE_BIT = 0o20000000;
+
+/** The flags open(2) keeps; anything else is ignored (fs/fcntl.c VALID_OPEN_FLAGS). */
+export const VALID_OPEN_FLAGS = O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_NONBLOCK |
+  O_SYNC | FASYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC | O_PATH |
+  O_TMPFILE_BIT;
+/** Flags open(2) acts on and then forgets: F_GETFL never shows them. */
+export const OPEN_ONLY_FLAGS = O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC;
+/** What F_SETFL may change (fs/fcntl.c SETFL_MASK; FASYNC needs a fasync operation). */
+export const SETFL_MASK = O_APPEND | O_NONBLOCK | O_DIRECT | O_NOATIME;
+
+export const AT_FDCWD = -100;
+export const AT_SYMLINK_NOFOLLOW = 0x100;
+export const AT_REMOVEDIR = 0x200;
+export const AT_EACCESS = 0x200;
+export const AT_NO_AUTOMOUNT = 0x800;
+export const AT_EMPTY_PATH = 0x1000;
+export const AT_STATX_SYNC_TYPE = 0x6000;
+
+export const F_OK = 0;
+export const X_OK = 1;
+export const W_OK = 2;
+export const R_OK = 4;
+
+export const F_DUPFD = 0;
+export const F_GETFD = 1;
+export const F_SETFD = 2;
+export const F_GETFL = 3;
+export const F_SETFL = 4;
+export const F_DUPFD_CLOEXEC = 1030;
+export const F_SETPIPE_SZ = 1031;
+export const F_GETPIPE_SZ = 1032;
+export const FD_CLOEXEC = 1;
+
+export const SEEK_SET = 0;
+export const SEEK_CUR = 1;
+export const SEEK_END = 2;
+export const SEEK_DATA = 3;
+export const SEEK_HOLE = 4;
+
+export const RENAME_NOREPLACE = 1;
+export const RENAME_EXCHANGE = 2;
+export const RENAME_WHITEOUT = 4;
+
+export const S_IFMT = 0o170000;
+export const S_IFSOCK = 0o140000;
+export const S_IFLNK = 0o120000;
+export const S_IFREG = 0o100000;
+export const S_IFBLK = 0o60000;
+export const S_IFDIR = 0o40000;
+export const S_IFCHR = 0o20000;
+export const S_IFIFO = 0o10000;
+/** Permission bits with set-user-ID, set-group-ID and sticky. */
+export const S_IALLUGO = 0o7777;
+export const S_IRWXUGO = 0o777;
+export const S_ISVTX = 0o1000;
+
+export const DT_DIR = 4;
+export const DT_REG = 8;
+export const DT_LNK = 10;
+
+/** d_type for an st_mode. */
+export function direntType(mode: number): number {
+  return (mode & S_IFMT) >>> 12;
+}
+
+/** Bytes in a path including its NUL (include/uapi/linux/limits.h). */
+export const PATH_MAX = 4096;
+/** Bytes in one path component. */
+export const NAME_MAX = 255;
+/** Symbolic links followed in one lookup before ELOOP (include/linux/namei.h MAXSYMLINKS). */
+export const MAX_SYMLINKS = 40;
+/** Writes to a pipe up to this size are atomic. */
+export const PIPE_BUF = 4096;
+/** A new pipe's capacity: 16 pages. */
+export const PIPE_DEFAULT_BYTES = 65536;
+/** /proc/sys/fs/pipe-max-size. */
+export const PIPE_MAX_BYTES = 1048576;
+export const PAGE_SIZE = 4096;
+/** readv/writev vector count limit. */
+export const UIO_MAXIOV = 1024;
+/** RLIMIT_NOFILE's default soft limit. */
+export const DEFAULT_DESCRIPTOR_LIMIT = 1024;
+
+// ioctl request encoding on powerpc: 3 direction bits (NONE = 1, READ = 2, WRITE = 4) at 29,
+// 13 size bits at 16, type at 8, number at 0.
+export const IOC_NONE = 1;
+export const IOC_READ = 2;
+export const IOC_WRITE = 4;
+
+export function ioctlDirection(request: number): number {
+  return (request >>> 29) & 0x7;
+}
+
+export function ioctlSize(request: number): number {
+  return (request >>> 16) & 0x1fff;
+}
+
+function ioc(direction: number, type: string, nr: number, size: number): number {
+  return ((direction << 29) | (size << 16) | (type.charCodeAt(0) << 8) | nr) >>> 0;
+}
+
+/** struct termios on powerpc: four tcflag_t, c_cc[19], c_line, c_ispeed, c_ospeed. */
+export const TERMIOS_BYTES = 44;
+/** struct winsize: ws_row, ws_col, ws_xpixel, ws_ypixel (u16 each). */
+export const WINSIZE_BYTES = 8;
+
+export const FIOCLEX = ioc(IOC_NONE, "f", 1, 0);
+export const FIONCLEX = ioc(IOC_NONE, "f", 2, 0);
+export const FIOASYNC = ioc(IOC_WRITE, "f", 125, 4);
+export const FIONBIO = ioc(IOC_WRITE, "f", 126, 4);
+export const FIONREAD = ioc(IOC_READ, "f", 127, 4);
+export const FIOQSIZE = ioc(IOC_READ, "f", 128, 8);
+export const FIGETBSZ = ioc(IOC_NONE, "\0", 2, 0);
+export const TCGETS = ioc(IOC_READ, "t", 19, TERMIOS_BYTES);
+export const TCSETS = ioc(IOC_WRITE, "t", 20, TERMIOS_BYTES);
+export const TCSETSW = ioc(IOC_WRITE, "t", 21, TERMIOS_BYTES);
+export const TCSETSF = ioc(IOC_WRITE, "t", 22, TERMIOS_BYTES);
+export const TCSBRK = ioc(IOC_NONE, "t", 29, 0);
+export const TCXONC = ioc(IOC_NONE, "t", 30, 0);
+export const TCFLSH = ioc(IOC_NONE, "t", 31, 0);
+export const TIOCSWINSZ = ioc(IOC_WRITE, "t", 103, WINSIZE_BYTES);
+export const TIOCGWINSZ = ioc(IOC_READ, "t", 104, WINSIZE_BYTES);
+export const TIOCOUTQ = ioc(IOC_READ, "t", 115, 4);
+export const TIOCSPGRP = ioc(IOC_WRITE, "t", 118, 4);
+export const TIOCGPGRP = ioc(IOC_READ, "t", 119, 4);
+export const TIOCSCTTY = 0x540e;
+export const TIOCNOTTY = 0x5422;
+export const TIOCGSID = 0x5429;
+
+// termios bits (powerpc termbits.h and termbits-common.h).
+export const ICRNL = 0x100;
+export const IXON = 0x200;
+export const OPOST = 0x1;
+export const ONLCR = 0x2;
+export const B38400 = 0xf;
+export const CS8 = 0x300;
+export const CREAD = 0x800;
+export const HUPCL = 0x4000;
+export const ECHOKE = 0x1;
+export const ECHOE = 0x2;
+export const ECHOK = 0x4;
+export const ECHO = 0x8;
+export const ECHOCTL = 0x40;
+export const ISIG = 0x80;
+export const ICANON = 0x100;
+export const IEXTEN = 0x400;
+export const NCCS = 19;
+export const VINTR = 0;
+export const VQUIT = 1;
+export const VERASE = 2;
+export const VKILL = 3;
+export const VEOF = 4;
+export const VMIN = 5;
+export const VWERASE = 10;
+export const VREPRINT = 11;
+export const VSUSP = 12;
+export const VSTART = 13;
+export const VSTOP = 14;
+export const VLNEXT = 15;
+export const VDISCARD = 16;
+
+export const STATX_BASIC_STATS = 0x7ff;
+export const STATX_BTIME = 0x800;
+export const STATX_MNT_ID = 0x1000;
+export const STATX_RESERVED = 0x80000000;
+export const STATX_ATTR_MOUNT_ROOT = 0x2000;
+/** struct statx, including its spare tail. */
+export const STATX_BYTES = 256;
+/** struct stat on ppc64. */
+export const STAT_BYTES = 144;
+
+/** Linux ppc64 system call numbers (arch/powerpc/kernel/syscalls/syscall.tbl) the VFS serves. */
+export const SYS = {
+  read: 3,
+  write: 4,
+  open: 5,
+  close: 6,
+  creat: 8,
+  unlink: 10,
+  chdir: 12,
+  lseek: 19,
+  access: 33,
+  rename: 38,
+  mkdir: 39,
+  rmdir: 40,
+  dup: 41,
+  pipe: 42,
+  ioctl: 54,
+  fcntl: 55,
+  umask: 60,
+  dup2: 63,
+  readlink: 85,
+  ftruncate: 93,
+  stat: 106,
+  lstat: 107,
+  fstat: 108,
+  fsync: 118,
+  fchdir: 133,
+  readv: 145,
+  writev: 146,
+  fdatasync: 148,
+  pread64: 179,
+  pwrite64: 180,
+  getcwd: 182,
+  getdents64: 202,
+  openat: 286,
+  mkdirat: 287,
+  newfstatat: 291,
+  unlinkat: 292,
+  renameat: 293,
+  readlinkat: 296,
+  faccessat: 298,
+  dup3: 316,
+  pipe2: 317,
+  preadv: 320,
+  pwritev: 321,
+  renameat2: 357,
+  statx: 383,
+  faccessat2: 439,
+} as const;
+
+/** Linux's dev_t as glibc and struct stat encode it (gnu_dev_makedev), from a major and minor. */
+export function makeDevice(major: number, minor: number): number {
+  return (minor & 0xff) + (major & 0xfff) * 0x100 + Math.floor(minor / 0x100) * 2 ** 20 +
+    Math.floor(major / 0x1000) * 2 ** 44;
+}
+
+export function deviceMajor(device: number): number {
+  return (Math.floor(device / 0x100) & 0xfff) | (Math.floor(device / 2 ** 32) & ~0xfff);
+}
+
+export function deviceMinor(device: number): number {
+  return (device & 0xff) | (Math.floor(device / 0x1000) & ~0xff);
+}

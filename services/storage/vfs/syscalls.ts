@@ -1,0 +1,544 @@
+// The trap path into the VFS: a guest system call as the machine hands it over — number, the six
+// argument registers and copies of the guest memory the call reads — run against the VFS and
+// answered with r3 (or an errno) and the guest memory to write back, byte for byte what Linux
+// writes. VFS_KERNEL_CALLS is the per-call table the machine copies inputs by.
+import { AstraError } from "../../../lib/errors.ts";
+import { logger } from "../../../lib/log.ts";
+import { Errno, vfsError } from "./errors.ts";
+import type { NodeStat } from "./filesystem.ts";
+import { MAX_IO_BYTES } from "./files.ts";
+import { encodeStat, encodeStatx } from "./layouts.ts";
+import {
+  AT_EMPTY_PATH,
+  AT_FDCWD,
+  AT_REMOVEDIR,
+  AT_SYMLINK_NOFOLLOW,
+  IOC_WRITE,
+  ioctlDirection,
+  ioctlSize,
+  O_CREAT,
+  O_TRUNC,
+  O_WRONLY,
+  PATH_MAX,
+  SYS,
+  UIO_MAXIOV,
+} from "./linux.ts";
+import type { Vfs } from "./vfs.ts";
+
+/**
+ * Guest memory a call reads, which the machine copies into the request:
+ * - path: the NUL-terminated string at args[arg], up to and including its NUL, at most PATH_MAX
+ *   bytes (fewer if the memory after it is unreadable);
+ * - buffer: min(args[lengthArg], MAX_IO_BYTES) bytes at args[arg];
+ * - iovec: the args[countArg] (at most UIO_MAXIOV) 16-byte struct iovec at args[arg], and with
+ *   `buffers` also the memory each one names, at most MAX_IO_BYTES in all;
+ * - ioctl: when the request in args[requestArg] has the IOC_WRITE direction bit, its IOC_SIZE
+ *   bytes at args[arg].
+ * A NULL pointer is not copied. What is missing when the call needs it fails with EFAULT.
+ */
+export type InputSpec =
+  | { kind: "path"; arg: number }
+  | { kind: "buffer"; arg: number; lengthArg: number }
+  | { kind: "iovec"; arg: number; countArg: number; buffers: boolean }
+  | { kind: "ioctl"; arg: number; requestArg: number };
+
+export interface KernelCallSpec {
+  name: string;
+  inputs: readonly InputSpec[];
+}
+
+/** A piece of guest memory: where, and its bytes. */
+export interface GuestBytes {
+  address: bigint;
+  data: Uint8Array;
+}
+
+export interface KernelCall {
+  pid: number;
+  number: number;
+  /** r3–r8. */
+  args: readonly bigint[];
+  inputs: readonly GuestBytes[];
+}
+
+export interface KernelCallResult {
+  /** r3 on success. */
+  result: bigint;
+  /** Set when the call failed. */
+  errno?: Errno;
+  /** Guest memory to write before the thread resumes. */
+  outputs: GuestBytes[];
+}
+
+const log = logger("storage");
+const IOVEC_BYTES = 16;
+const SSIZE_MAX = 2n ** 63n - 1n;
+
+/** The copies of guest memory a call came with, and what it writes back. */
+class GuestMemory {
+  readonly outputs: GuestBytes[] = [];
+
+  constructor(private readonly inputs: readonly GuestBytes[]) {}
+
+  /** The input buffer holding `address` and the offset of `address` in it. */
+  #find(address: bigint): { data: Uint8Array; at: number } | undefined {
+    for (const input of this.inputs) {
+      const at = address - input.address;
+      if (at >= 0n && at < BigInt(input.data.length)) return { data: input.data, at: Number(at) };
+    }
+    return undefined;
+  }
+
+  bytes(address: bigint, length: number, argument: string): Uint8Array {
+    if (length === 0) return new Uint8Array(0);
+    const found = this.#find(address);
+    if (!found || found.at + length > found.data.length) {
+      throw vfsError(
+        Errno.EFAULT,
+        `${length} bytes at 0x${address.toString(16)} were not provided`,
+        argument,
+      );
+    }
+    return found.data.subarray(found.at, found.at + length);
+  }
+
+  /** Bytes if the caller provided all of them, else undefined (the consumer decides on EFAULT). */
+  optionalBytes(address: bigint, length: number): Uint8Array | undefined {
+    const found = address === 0n ? undefined : this.#find(address);
+    if (!found || found.at + length > found.data.length) return undefined;
+    return found.data.subarray(found.at, found.at + length);
+  }
+
+  /** A NUL-terminated path, without its NUL. */
+  path(address: bigint, argument: string): Uint8Array {
+    const found = address === 0n ? undefined : this.#find(address);
+    if (!found) throw vfsError(Errno.EFAULT, `no string at 0x${address.toString(16)}`, argument);
+    const rest = found.data.subarray(found.at);
+    const end = rest.indexOf(0);
+    if (end >= 0) return rest.subarray(0, end);
+    if (rest.length >= PATH_MAX) throw vfsError(Errno.ENAMETOOLONG, "path is longer than PATH_MAX", argument);
+    throw vfsError(Errno.EFAULT, `the string at 0x${address.toString(16)} is not terminated`, argument);
+  }
+
+  /** struct iovec[count]: base and length of each. */
+  iovecs(address: bigint, count: number): { base: bigint; length: bigint }[] {
+    const bytes = this.bytes(address, count * IOVEC_BYTES, "iov");
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const vectors = [];
+    for (let i = 0; i < count; i++) {
+      vectors.push({
+        base: view.getBigUint64(i * IOVEC_BYTES, true),
+        length: view.getBigUint64(i * IOVEC_BYTES + 8, true),
+      });
+    }
+    return vectors;
+  }
+
+  write(address: bigint, data: Uint8Array, argument: string): void {
+    if (data.length === 0) return;
+    if (address === 0n) throw vfsError(Errno.EFAULT, "the result buffer is NULL", argument);
+    this.outputs.push({ address, data });
+  }
+}
+
+/** One call being served: its registers decoded, its memory, the VFS. */
+class CallContext {
+  readonly memory: GuestMemory;
+
+  constructor(readonly vfs: Vfs, readonly call: KernelCall, readonly signal: AbortSignal | undefined) {
+    this.memory = new GuestMemory(call.inputs);
+  }
+
+  get pid(): number {
+    return this.call.pid;
+  }
+
+  #arg(i: number): bigint {
+    return this.call.args[i] ?? 0n;
+  }
+
+  pointer(i: number): bigint {
+    return BigInt.asUintN(64, this.#arg(i));
+  }
+
+  /** An int argument (descriptors, dirfd). */
+  int(i: number): number {
+    return Number(BigInt.asIntN(32, this.#arg(i)));
+  }
+
+  /** An unsigned int argument (flags, modes, requests). */
+  uint(i: number): number {
+    return Number(BigInt.asUintN(32, this.#arg(i)));
+  }
+
+  /** A size_t, saturated at what a JavaScript number holds exactly. */
+  size(i: number): number {
+    const value = BigInt.asUintN(64, this.#arg(i));
+    return value > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(value);
+  }
+
+  /** A loff_t file offset; past 2^53 it names no position a file here can have. */
+  offset(i: number): number {
+    const value = BigInt.asIntN(64, this.#arg(i));
+    if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw vfsError(Errno.EINVAL, "offset is past the largest file size", "offset");
+    }
+    return value < BigInt(-Number.MAX_SAFE_INTEGER) ? -Number.MAX_SAFE_INTEGER : Number(value);
+  }
+
+  path(i: number): Uint8Array {
+    return this.memory.path(this.pointer(i), "path");
+  }
+}
+
+type Handler = (c: CallContext) => number | bigint | Promise<number | bigint>;
+
+interface CallDefinition extends KernelCallSpec {
+  run: Handler;
+}
+
+const path = (arg: number): InputSpec => ({ kind: "path", arg });
+
+function readInto(c: CallContext, bufferArg: number, data: Uint8Array): number {
+  c.memory.write(c.pointer(bufferArg), data, "buf");
+  return data.length;
+}
+
+function writeBuffer(c: CallContext, bufferArg: number, countArg: number): Uint8Array {
+  return c.memory.bytes(c.pointer(bufferArg), Math.min(c.size(countArg), MAX_IO_BYTES), "buf");
+}
+
+function requireBuffer(c: CallContext, arg: number, count: number): void {
+  if (count > 0 && c.pointer(arg) === 0n) throw vfsError(Errno.EFAULT, "the buffer is NULL", "buf");
+}
+
+/** The vectors of readv/writev and their lengths, checked as rw_copy_check_uvector does. */
+function vectors(c: CallContext, iovArg: number, countArg: number): { base: bigint; length: number }[] {
+  const count = c.int(countArg);
+  if (count < 0 || count > UIO_MAXIOV) {
+    throw vfsError(Errno.EINVAL, `iovcnt ${count} is not 0..${UIO_MAXIOV}`, "iovcnt");
+  }
+  if (count === 0) return [];
+  let total = 0n;
+  return c.memory.iovecs(c.pointer(iovArg), count).map(({ base, length }) => {
+    total += length;
+    if (length > SSIZE_MAX || total > SSIZE_MAX) {
+      throw vfsError(Errno.EINVAL, "iovec lengths overflow", "iov");
+    }
+    return { base, length: length > BigInt(MAX_IO_BYTES) ? MAX_IO_BYTES : Number(length) };
+  });
+}
+
+async function readVectors(c: CallContext, offset: number | undefined): Promise<number> {
+  const iov = vectors(c, 1, 2);
+  if (iov.some((v) => v.length > 0 && v.base === 0n)) {
+    throw vfsError(Errno.EFAULT, "a vector's buffer is NULL", "iov");
+  }
+  const pieces = await c.vfs.readv(c.pid, c.int(0), iov.map((v) => v.length), offset, c.signal);
+  let total = 0;
+  pieces.forEach((piece, i) => {
+    c.memory.write(iov[i].base, piece, "iov");
+    total += piece.length;
+  });
+  return total;
+}
+
+function writeVectors(c: CallContext, offset: number | undefined): Promise<number> {
+  // The machine copies at most MAX_IO_BYTES of the vectors' memory: the write is short beyond it.
+  let budget = MAX_IO_BYTES;
+  const buffers = vectors(c, 1, 2).map(({ base, length }) => {
+    const n = Math.min(length, budget);
+    budget -= n;
+    return c.memory.bytes(base, n, "iov");
+  });
+  return c.vfs.writev(c.pid, c.int(0), buffers, offset, c.signal);
+}
+
+function statInto(c: CallContext, bufferArg: number, stat: NodeStat): number {
+  if (c.pointer(bufferArg) === 0n) throw vfsError(Errno.EFAULT, "the stat buffer is NULL", "statbuf");
+  c.memory.write(c.pointer(bufferArg), encodeStat(stat), "statbuf");
+  return 0;
+}
+
+function readlinkInto(
+  c: CallContext,
+  dirFd: number,
+  pathArg: number,
+  bufferArg: number,
+  sizeArg: number,
+): number {
+  const size = c.int(sizeArg);
+  if (size <= 0) throw vfsError(Errno.EINVAL, `bufsiz ${size} is not positive`, "bufsiz");
+  const target = c.vfs.readlinkat(c.pid, dirFd, c.path(pathArg));
+  return readInto(c, bufferArg, target.subarray(0, size));
+}
+
+function pipeInto(c: CallContext, flags: number): number {
+  if (c.pointer(0) === 0n) throw vfsError(Errno.EFAULT, "the pipefd array is NULL", "pipefd");
+  const [readFd, writeFd] = c.vfs.pipe2(c.pid, flags);
+  const fds = new Uint8Array(8);
+  const view = new DataView(fds.buffer);
+  view.setInt32(0, readFd, true);
+  view.setInt32(4, writeFd, true);
+  c.memory.write(c.pointer(0), fds, "pipefd");
+  return 0;
+}
+
+const CALLS: readonly [number, CallDefinition][] = [
+  [SYS.read, {
+    name: "read",
+    inputs: [],
+    run: async (c) => {
+      requireBuffer(c, 1, c.size(2));
+      return readInto(c, 1, await c.vfs.read(c.pid, c.int(0), c.size(2), c.signal));
+    },
+  }],
+  [SYS.write, {
+    name: "write",
+    inputs: [{ kind: "buffer", arg: 1, lengthArg: 2 }],
+    run: (c) => c.vfs.write(c.pid, c.int(0), writeBuffer(c, 1, 2), c.signal),
+  }],
+  [SYS.open, {
+    name: "open",
+    inputs: [path(0)],
+    run: (c) => c.vfs.openat(c.pid, AT_FDCWD, c.path(0), c.uint(1), c.uint(2)),
+  }],
+  [SYS.creat, {
+    name: "creat",
+    inputs: [path(0)],
+    run: (c) => c.vfs.openat(c.pid, AT_FDCWD, c.path(0), O_CREAT | O_WRONLY | O_TRUNC, c.uint(1)),
+  }],
+  [SYS.openat, {
+    name: "openat",
+    inputs: [path(1)],
+    run: (c) => c.vfs.openat(c.pid, c.int(0), c.path(1), c.uint(2), c.uint(3)),
+  }],
+  [SYS.close, { name: "close", inputs: [], run: (c) => (c.vfs.close(c.pid, c.int(0)), 0) }],
+  [SYS.unlink, {
+    name: "unlink",
+    inputs: [path(0)],
+    run: (c) => (c.vfs.unlinkat(c.pid, AT_FDCWD, c.path(0), 0), 0),
+  }],
+  [SYS.rmdir, {
+    name: "rmdir",
+    inputs: [path(0)],
+    run: (c) => (c.vfs.unlinkat(c.pid, AT_FDCWD, c.path(0), AT_REMOVEDIR), 0),
+  }],
+  [SYS.unlinkat, {
+    name: "unlinkat",
+    inputs: [path(1)],
+    run: (c) => (c.vfs.unlinkat(c.pid, c.int(0), c.path(1), c.uint(2)), 0),
+  }],
+  [SYS.chdir, { name: "chdir", inputs: [path(0)], run: (c) => (c.vfs.chdir(c.pid, c.path(0)), 0) }],
+  [SYS.fchdir, { name: "fchdir", inputs: [], run: (c) => (c.vfs.fchdir(c.pid, c.int(0)), 0) }],
+  [SYS.lseek, {
+    name: "lseek",
+    inputs: [],
+    run: (c) => c.vfs.lseek(c.pid, c.int(0), c.offset(1), c.uint(2)),
+  }],
+  [SYS.access, {
+    name: "access",
+    inputs: [path(0)],
+    run: (c) => (c.vfs.faccessat(c.pid, AT_FDCWD, c.path(0), c.uint(1)), 0),
+  }],
+  [SYS.faccessat, {
+    name: "faccessat",
+    inputs: [path(1)],
+    run: (c) => (c.vfs.faccessat(c.pid, c.int(0), c.path(1), c.uint(2)), 0),
+  }],
+  [SYS.faccessat2, {
+    name: "faccessat2",
+    inputs: [path(1)],
+    run: (c) => (c.vfs.faccessat(c.pid, c.int(0), c.path(1), c.uint(2), c.uint(3)), 0),
+  }],
+  [SYS.rename, {
+    name: "rename",
+    inputs: [path(0), path(1)],
+    run: (c) => (c.vfs.renameat2(c.pid, AT_FDCWD, c.path(0), AT_FDCWD, c.path(1), 0), 0),
+  }],
+  [SYS.renameat, {
+    name: "renameat",
+    inputs: [path(1), path(3)],
+    run: (c) => (c.vfs.renameat2(c.pid, c.int(0), c.path(1), c.int(2), c.path(3), 0), 0),
+  }],
+  [SYS.renameat2, {
+    name: "renameat2",
+    inputs: [path(1), path(3)],
+    run: (c) => (c.vfs.renameat2(c.pid, c.int(0), c.path(1), c.int(2), c.path(3), c.uint(4)), 0),
+  }],
+  [SYS.mkdir, {
+    name: "mkdir",
+    inputs: [path(0)],
+    run: (c) => (c.vfs.mkdirat(c.pid, AT_FDCWD, c.path(0), c.uint(1)), 0),
+  }],
+  [SYS.mkdirat, {
+    name: "mkdirat",
+    inputs: [path(1)],
+    run: (c) => (c.vfs.mkdirat(c.pid, c.int(0), c.path(1), c.uint(2)), 0),
+  }],
+  [SYS.dup, { name: "dup", inputs: [], run: (c) => c.vfs.dup(c.pid, c.int(0)) }],
+  [SYS.dup2, { name: "dup2", inputs: [], run: (c) => c.vfs.dup2(c.pid, c.int(0), c.int(1)) }],
+  [SYS.dup3, { name: "dup3", inputs: [], run: (c) => c.vfs.dup3(c.pid, c.int(0), c.int(1), c.uint(2)) }],
+  [SYS.pipe, { name: "pipe", inputs: [], run: (c) => pipeInto(c, 0) }],
+  [SYS.pipe2, { name: "pipe2", inputs: [], run: (c) => pipeInto(c, c.uint(1)) }],
+  [SYS.ioctl, {
+    name: "ioctl",
+    inputs: [{ kind: "ioctl", arg: 2, requestArg: 1 }],
+    run: async (c) => {
+      const request = c.uint(1);
+      const input = ioctlDirection(request) & IOC_WRITE
+        ? c.memory.optionalBytes(c.pointer(2), ioctlSize(request))
+        : undefined;
+      const { result, output } = await c.vfs.ioctl(c.pid, c.int(0), request, c.pointer(2), input);
+      if (output) c.memory.write(c.pointer(2), output, "argp");
+      return result;
+    },
+  }],
+  [SYS.fcntl, {
+    name: "fcntl",
+    inputs: [],
+    run: (c) => c.vfs.fcntl(c.pid, c.int(0), c.uint(1), c.int(2)),
+  }],
+  [SYS.umask, { name: "umask", inputs: [], run: (c) => c.vfs.umask(c.pid, c.uint(0)) }],
+  [SYS.readlink, {
+    name: "readlink",
+    inputs: [path(0)],
+    run: (c) => readlinkInto(c, AT_FDCWD, 0, 1, 2),
+  }],
+  [SYS.readlinkat, {
+    name: "readlinkat",
+    inputs: [path(1)],
+    run: (c) => readlinkInto(c, c.int(0), 1, 2, 3),
+  }],
+  [SYS.ftruncate, {
+    name: "ftruncate",
+    inputs: [],
+    run: (c) => (c.vfs.ftruncate(c.pid, c.int(0), c.offset(1)), 0),
+  }],
+  [SYS.stat, {
+    name: "stat",
+    inputs: [path(0)],
+    run: (c) => statInto(c, 1, c.vfs.fstatat(c.pid, AT_FDCWD, c.path(0), 0)),
+  }],
+  [SYS.lstat, {
+    name: "lstat",
+    inputs: [path(0)],
+    run: (c) => statInto(c, 1, c.vfs.fstatat(c.pid, AT_FDCWD, c.path(0), AT_SYMLINK_NOFOLLOW)),
+  }],
+  [SYS.fstat, { name: "fstat", inputs: [], run: (c) => statInto(c, 1, c.vfs.fstat(c.pid, c.int(0))) }],
+  [SYS.newfstatat, {
+    name: "newfstatat",
+    inputs: [path(1)],
+    run: (c) => statInto(c, 2, c.vfs.fstatat(c.pid, c.int(0), c.path(1), c.uint(3))),
+  }],
+  [SYS.statx, {
+    name: "statx",
+    inputs: [path(1)],
+    run: (c) => {
+      const flags = c.uint(2);
+      // Since Linux 6.11 a NULL path with AT_EMPTY_PATH means the descriptor itself.
+      const target = c.pointer(1) === 0n && (flags & AT_EMPTY_PATH) ? new Uint8Array(0) : c.path(1);
+      if (c.pointer(4) === 0n) throw vfsError(Errno.EFAULT, "the statx buffer is NULL", "statxbuf");
+      const { stat, mask } = c.vfs.statx(c.pid, c.int(0), target, flags, c.uint(3));
+      c.memory.write(c.pointer(4), encodeStatx(stat, mask), "statxbuf");
+      return 0;
+    },
+  }],
+  [SYS.fsync, { name: "fsync", inputs: [], run: (c) => (c.vfs.fsync(c.pid, c.int(0), false), 0) }],
+  [SYS.fdatasync, { name: "fdatasync", inputs: [], run: (c) => (c.vfs.fsync(c.pid, c.int(0), true), 0) }],
+  [SYS.readv, {
+    name: "readv",
+    inputs: [{ kind: "iovec", arg: 1, countArg: 2, buffers: false }],
+    run: (c) => readVectors(c, undefined),
+  }],
+  [SYS.writev, {
+    name: "writev",
+    inputs: [{ kind: "iovec", arg: 1, countArg: 2, buffers: true }],
+    run: (c) => writeVectors(c, undefined),
+  }],
+  [SYS.preadv, {
+    name: "preadv",
+    inputs: [{ kind: "iovec", arg: 1, countArg: 2, buffers: false }],
+    run: (c) => readVectors(c, c.offset(3)),
+  }],
+  [SYS.pwritev, {
+    name: "pwritev",
+    inputs: [{ kind: "iovec", arg: 1, countArg: 2, buffers: true }],
+    run: (c) => writeVectors(c, c.offset(3)),
+  }],
+  [SYS.pread64, {
+    name: "pread64",
+    inputs: [],
+    run: (c) => {
+      const offset = c.offset(3);
+      requireBuffer(c, 1, c.size(2));
+      return readInto(c, 1, c.vfs.pread(c.pid, c.int(0), c.size(2), offset));
+    },
+  }],
+  [SYS.pwrite64, {
+    name: "pwrite64",
+    inputs: [{ kind: "buffer", arg: 1, lengthArg: 2 }],
+    run: (c) => c.vfs.pwrite(c.pid, c.int(0), writeBuffer(c, 1, 2), c.offset(3)),
+  }],
+  [SYS.getcwd, {
+    name: "getcwd",
+    inputs: [],
+    run: (c) => {
+      const cwd = c.vfs.getcwd(c.pid);
+      const size = c.size(1);
+      if (size < cwd.length + 1) {
+        throw vfsError(
+          Errno.ERANGE,
+          `a buffer of ${size} bytes cannot hold the ${cwd.length + 1}-byte path`,
+          "size",
+        );
+      }
+      const out = new Uint8Array(cwd.length + 1);
+      out.set(cwd);
+      c.memory.write(c.pointer(0), out, "buf");
+      return out.length;
+    },
+  }],
+  [SYS.getdents64, {
+    name: "getdents64",
+    inputs: [],
+    run: (c) => {
+      if (c.pointer(1) === 0n) throw vfsError(Errno.EFAULT, "the directory buffer is NULL", "dirp");
+      const { records } = c.vfs.getdents64(c.pid, c.int(0), c.uint(2));
+      return readInto(c, 1, records);
+    },
+  }],
+];
+
+const DEFINITIONS: ReadonlyMap<number, CallDefinition> = new Map(CALLS);
+
+/** The system calls the VFS serves, by Linux ppc64 number, with the memory each reads. */
+export const VFS_KERNEL_CALLS: ReadonlyMap<number, KernelCallSpec> = new Map(
+  CALLS.map(([number, { name, inputs }]) => [number, { name, inputs }]),
+);
+
+/**
+ * Runs one guest system call. It never throws: a failure is the errno the guest gets (EIO for
+ * anything that is not the VFS's own error). `signal` ends a wait early (the call is abandoned).
+ */
+export async function runKernelCall(
+  vfs: Vfs,
+  call: KernelCall,
+  signal?: AbortSignal,
+): Promise<KernelCallResult> {
+  const definition = DEFINITIONS.get(call.number);
+  if (!definition) return { result: 0n, errno: Errno.ENOSYS, outputs: [] };
+  const context = new CallContext(vfs, call, signal);
+  try {
+    const result = await definition.run(context);
+    return { result: BigInt(result), outputs: context.memory.outputs };
+  } catch (err) {
+    if (err instanceof AstraError) return { result: 0n, errno: err.errno, outputs: [] };
+    log.error("kernel call failed unexpectedly", {
+      call: definition.name,
+      pid: call.pid,
+      error: String(err),
+    });
+    return { result: 0n, errno: Errno.EIO, outputs: [] };
+  }
+}
