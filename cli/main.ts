@@ -13,6 +13,7 @@ import { AstraError } from "../lib/errors.ts";
 import { Supervisor } from "../lib/supervisor.ts";
 import { call, listMethods } from "./call.ts";
 import { gen } from "./gen.ts";
+import { fsck, kv, KV_USAGE, mkfs } from "./kv.ts";
 import { makeBaseImage } from "./image.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
@@ -32,6 +33,9 @@ usage: ./astra <command> [options]
         list every service and method
   trace [--trace ID] [--last N] [--endpoint ADDR]
         the last N calls (default 10) as trees of spans across services, with durations
+${KV_USAGE}
+  storage devices | read DEV LBA COUNT > FILE | write DEV LBA < FILE  [--endpoint ADDR]
+        the block devices the AHCI and NVMe drivers found, and raw block I/O
   test [VITEST ARGS]
         contracts, type, lint and format checks, then the whole test suite
   gen [--check]
@@ -177,6 +181,10 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   serve,
   call: callCommand,
   trace: traceCommand,
+  kv,
+  mkfs,
+  fsck,
+  storage: async (args) => (await import("./storage.ts")).storageCommand(args),
   test,
   gen: (args) => gen(args.includes("--check")),
   image: async () => {

@@ -1,0 +1,241 @@
+// `astra storage`: the block devices of a running system, through BlockService.
+//
+//   astra storage devices                  the disks the drivers found, with their identify data
+//   astra storage read DEV LBA COUNT       COUNT blocks from LBA, raw, on stdout
+//   astra storage write DEV LBA [--fua]    stdin (whole blocks) to the device from LBA
+//
+// Each takes --endpoint HOST:PORT (or ASTRA_ENDPOINT); without one it tries the embedded system's
+// gateway, then the storage service's own port.
+import { parseArgs } from "node:util";
+import { type BlockDevice, BlockService, DeviceDriver } from "../gen/astra/storage/v1/block_pb.ts";
+import { DEFAULT_GATEWAY_ADDRESS, DEFAULT_PORTS, readEnv } from "../lib/config.ts";
+import { AstraError, Code, invalidArgument } from "../lib/errors.ts";
+import { GrpcTransport } from "../lib/grpc.ts";
+import { type Client, client } from "../lib/rpc.ts";
+
+const USAGE = `usage: ./astra storage <command> [--endpoint HOST:PORT]
+
+  devices                      list the block devices with their identify data
+  read DEV LBA COUNT > FILE    read COUNT blocks from LBA of DEV (e.g. sda, nvme0n1) to stdout
+  write DEV LBA [--fua] < FILE write stdin, a whole number of blocks, to DEV from LBA
+`;
+
+/** Bytes per request: well inside the 16 MiB message limit with the request's other fields. */
+const CHUNK_BYTES = 8 * 1024 * 1024;
+
+type Block = Client<typeof BlockService>;
+
+function endpoints(explicit?: string): string[] {
+  const chosen = explicit ?? readEnv("ASTRA_ENDPOINT");
+  return chosen ? [chosen] : [DEFAULT_GATEWAY_ADDRESS, `127.0.0.1:${DEFAULT_PORTS.storage}`];
+}
+
+/** Runs `fn` against the first endpoint that answers. */
+async function withBlockService<T>(
+  explicit: string | undefined,
+  fn: (block: Block) => Promise<T>,
+): Promise<T> {
+  const targets = endpoints(explicit);
+  for (const [i, address] of targets.entries()) {
+    const transport = new GrpcTransport(address, { maxAttempts: 1 });
+    try {
+      return await fn(client(BlockService, transport, "cli"));
+    } catch (err) {
+      const unreachable = err instanceof AstraError && err.code === Code.UNAVAILABLE;
+      if (!unreachable || i === targets.length - 1) {
+        if (unreachable) {
+          throw new AstraError(
+            Code.UNAVAILABLE,
+            err.errno,
+            `nothing answered at ${targets.join(" or ")}: is the system booted? try ./astra boot`,
+          );
+        }
+        throw err;
+      }
+    } finally {
+      transport.close();
+    }
+  }
+  throw new Error("no endpoint to try");
+}
+
+function sizeText(bytes: bigint): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let v = Number(bytes);
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join("  ").trimEnd()).join("\n");
+}
+
+function deviceRows(devices: BlockDevice[]): string[][] {
+  const header = [
+    "NAME",
+    "DRIVER",
+    "SIZE",
+    "BLOCK",
+    "BLOCKS",
+    "WHERE",
+    "QD",
+    "CACHE",
+    "MODEL",
+    "SERIAL",
+    "FIRMWARE",
+  ];
+  return [
+    header,
+    ...devices.map((d) => [
+      d.name,
+      d.driver === DeviceDriver.AHCI ? "ahci" : d.driver === DeviceDriver.NVME ? "nvme" : "?",
+      sizeText(d.sizeBytes),
+      String(d.blockSize),
+      String(d.blockCount),
+      d.driver === DeviceDriver.AHCI
+        ? `port ${d.portOrNamespace}`
+        : `nvme${d.nvmeController} ns ${d.portOrNamespace}`,
+      String(d.queueDepth),
+      d.volatileWriteCache ? "write-back" : "write-through",
+      d.model,
+      d.serial,
+      d.firmware,
+    ]),
+  ];
+}
+
+function wholeNumber(text: string | undefined, what: string): bigint {
+  if (text === undefined || !/^\d+$/.test(text)) {
+    throw new UsageError(`${what} must be a whole number, not ${text}`);
+  }
+  return BigInt(text);
+}
+
+class UsageError extends Error {}
+
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of stream) {
+    parts.push(chunk);
+    total += chunk.length;
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+async function writeAll(data: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < data.length) done += await Deno.stdout.write(data.subarray(done));
+}
+
+async function devices(endpoint: string | undefined): Promise<void> {
+  const { devices } = await withBlockService(endpoint, (block) => block.listDevices({}));
+  if (devices.length === 0) {
+    console.log("no block devices");
+    return;
+  }
+  console.log(table(deviceRows(devices)));
+}
+
+async function read(endpoint: string | undefined, args: string[]): Promise<void> {
+  const [device, lbaText, countText] = args;
+  if (!device) throw new UsageError("read needs DEV LBA COUNT");
+  const lba = wholeNumber(lbaText, "LBA");
+  const count = wholeNumber(countText, "COUNT");
+  if (count === 0n) throw new UsageError("COUNT must be at least 1");
+  if (Deno.stdout.isTerminal()) throw new UsageError("read writes raw blocks: redirect stdout to a file");
+  await withBlockService(endpoint, async (block) => {
+    const { device: info } = await block.identifyDevice({ device });
+    const perRequest = BigInt(Math.max(1, Math.floor(CHUNK_BYTES / info!.blockSize)));
+    for (let done = 0n; done < count;) {
+      const n = count - done < perRequest ? count - done : perRequest;
+      const { data } = await block.readBlocks({ device, lba: lba + done, count: Number(n) });
+      await writeAll(data);
+      done += n;
+    }
+  });
+}
+
+async function write(endpoint: string | undefined, args: string[], fua: boolean): Promise<void> {
+  const [device, lbaText] = args;
+  if (!device) throw new UsageError("write needs DEV LBA, and the data on stdin");
+  const lba = wholeNumber(lbaText, "LBA");
+  const data = await readAll(Deno.stdin.readable);
+  await withBlockService(endpoint, async (block) => {
+    const { device: info } = await block.identifyDevice({ device });
+    const blockSize = info!.blockSize;
+    if (data.length === 0 || data.length % blockSize !== 0) {
+      throw invalidArgument(
+        "data",
+        `${device} takes whole ${blockSize}-byte blocks; stdin had ${data.length} bytes`,
+      );
+    }
+    const chunk = Math.max(blockSize, Math.floor(CHUNK_BYTES / blockSize) * blockSize);
+    let written = 0;
+    for (let at = 0; at < data.length; at += chunk) {
+      const part = data.subarray(at, Math.min(data.length, at + chunk));
+      const reply = await block.writeBlocks({ device, lba: lba + BigInt(at / blockSize), data: part, fua });
+      written += reply.blocksWritten;
+    }
+    console.error(`wrote ${written} block(s) of ${blockSize} bytes to ${device} from LBA ${lba}`);
+  });
+}
+
+/** The `astra storage` command; returns the process exit code. */
+export async function storageCommand(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        endpoint: { type: "string" },
+        fua: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (err) {
+    console.error(`${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const [command, ...rest] = positionals;
+  if (values.help || !command) {
+    (values.help ? console.log : console.error)(USAGE);
+    return values.help ? 0 : 2;
+  }
+  try {
+    switch (command) {
+      case "devices":
+        await devices(values.endpoint);
+        return 0;
+      case "read":
+        await read(values.endpoint, rest);
+        return 0;
+      case "write":
+        await write(values.endpoint, rest, values.fua ?? false);
+        return 0;
+      default:
+        console.error(`unknown storage command ${JSON.stringify(command)}\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    console.error(`error: ${err instanceof AstraError ? err.describe() : String(err)}`);
+    return 1;
+  }
+}
