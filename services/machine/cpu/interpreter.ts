@@ -1,16 +1,21 @@
-// The instruction interpreter: executes decoded instructions on a CPU state whose 64-bit registers
-// are pairs of int32 halves (no BigInt on the hot path), with a decoded-instruction cache per guest
-// page and CR0 computed lazily from the last recorded result.
+// The CPU: its state, with 64-bit registers as pairs of int32 halves (no BigInt on the hot path),
+// and the instruction interpreter, with a decoded-instruction cache per guest page and CR0
+// computed lazily from the last recorded result.
 //
-// What it implements is chosen per facility of the ISA table: the fixed-point, branch, condition-
-// register, storage and SPR instructions (facility "base") and darn. Instructions of facilities not
-// implemented here (binary floating point, VMX, VSX, ...) stop the CPU with FacilityUnavailable, as
-// a POWER CPU raises a facility-unavailable interrupt when MSR[FP], MSR[VEC] or MSR[VSX] is off.
+// Every instruction of the table has its semantics in one place, chosen by the table entry's
+// semantics name: the fixed-point, branch, condition-register, storage and SPR instructions here;
+// binary floating point in fpu.ts; VMX and VSX in vector.ts; vector decimal in decimal.ts; the
+// vector crypto instructions in crypto.ts. Instructions of the facilities no file implements
+// (quad-precision floating point, transactional memory) stop the CPU with FacilityUnavailable, as
+// a POWER CPU raises a facility-unavailable interrupt for a facility that is off. The block
+// translator (translator.ts, enabled with enableTranslation) runs hot code as JavaScript built
+// from the same decoded instructions and calls these semantics for what it has no template for.
 //
 // The CPU runs until a budget of instructions is spent or an instruction needs the kernel side:
-// a system call, a program interrupt (illegal or privileged instruction, trap), a storage fault,
-// an alignment interrupt. run() then returns the reason, with the details in the CPU's fields, and
-// the machine resumes it with run() again once the trap is answered.
+// a system call, a program interrupt (illegal or privileged instruction, trap, enabled
+// floating-point exception), a storage fault, an alignment interrupt. run() then returns the
+// reason, with the details in the CPU's fields, and the machine resumes it with run() again once
+// the trap is answered.
 
 import { decodeOp, INSTRUCTIONS } from "./decode.ts";
 import type { Facility } from "./isa.ts";
@@ -34,74 +39,38 @@ import {
   rotl64,
   toBigInt,
 } from "./int64.ts";
+import { FLOATING_POINT_SEMANTICS } from "./fpu.ts";
+import { VECTOR_SEMANTICS } from "./vector.ts";
+import { Translator, type TranslatorOptions, type TranslatorStatistics } from "./translator.ts";
+import { StopReason } from "./stop.ts";
+import { DECIMAL_SEMANTICS } from "./decimal.ts";
+import { CRYPTO_SEMANTICS } from "./crypto.ts";
+import {
+  type AccessKind,
+  type CpuMemory,
+  eaDisplacement,
+  eaIndexed,
+  type FaultCause,
+  HIGH_WORD_LIMIT,
+  MemoryFault,
+  putAddress,
+  TWO_32,
+} from "./access.ts";
 
-const TWO_32 = 4294967296;
 /** Effective addresses are kept as numbers below this bound (2^53). */
 const ADDRESS_LIMIT = 2 ** 53;
-/** Effective addresses at or above 2^53 (high word ≥ 2^21) are never mapped for a problem-state thread. */
-const HIGH_WORD_LIMIT = 0x200000;
 const PAGE_SHIFT = 12;
 const PAGE_SIZE = 1 << PAGE_SHIFT;
 const UNDECODED = -2;
 /** Size of a data cache block, zeroed by dcbz (AT_DCACHEBSIZE). */
 export const DCACHE_BLOCK_BYTES = 128;
 
-export type AccessKind = "read" | "write" | "execute";
-export type FaultCause = "not-mapped" | "protection" | "bad-real-address";
+export { type AccessKind, type CpuMemory, type FaultCause, MemoryFault };
 
-/** A storage access that cannot be performed. Thrown by a CpuMemory; the CPU stops with PageFault. */
-export class MemoryFault extends Error {
-  constructor(
-    readonly address: bigint,
-    readonly access: AccessKind,
-    readonly faultCause: FaultCause = "not-mapped",
-  ) {
-    super(`${access} fault at 0x${address.toString(16)} (${faultCause})`);
-    this.name = "MemoryFault";
-  }
-}
+export { StopReason };
 
-/**
- * Guest memory as a CPU sees it: effective addresses below 2^53, little-endian accesses. A failing
- * access throws MemoryFault; the instruction then has not completed and executes again once the
- * fault is resolved.
- */
-export interface CpuMemory {
-  load8(address: number): number;
-  load16(address: number): number;
-  /** A word, as an int32. */
-  load32(address: number): number;
-  /** A doubleword into target[index] (low word) and target[index + 1] (high word). */
-  load64(address: number, target: Int32Array, index: number): void;
-  store8(address: number, value: number): void;
-  store16(address: number, value: number): void;
-  store32(address: number, value: number): void;
-  store64(address: number, lo: number, hi: number): void;
-  /** An instruction word (execute access). */
-  fetch(address: number): number;
-}
-
-/** Why run() returned. */
-export const StopReason = {
-  /** The instruction budget is spent; nothing is pending. */
-  Budget: 0,
-  /** sc or scv: pc is past the instruction; systemCallVectored tells which. */
-  SystemCall: 1,
-  /** A storage access failed: fault* describe it; pc is the faulting instruction. */
-  PageFault: 2,
-  /** A program interrupt: programReason; pc is the instruction. */
-  Program: 3,
-  /** An instruction of a facility this interpreter does not provide: unavailableFacility; pc is the instruction. */
-  FacilityUnavailable: 4,
-  /** An alignment interrupt (multiple and string accesses in little-endian mode): pc is the instruction. */
-  Alignment: 5,
-} as const;
-export type StopReason = (typeof StopReason)[keyof typeof StopReason];
-
-export type ProgramReason = "illegal-instruction" | "privileged-instruction" | "trap";
-
-/** The facilities this interpreter executes; the loader advertises AT_HWCAP bits from them. */
-export const IMPLEMENTED_FACILITIES: ReadonlySet<Facility> = new Set<Facility>(["base", "darn"]);
+/** "floating-point": an enabled floating-point exception (FPSCR[FEX] set); the FPSCR tells which. */
+export type ProgramReason = "illegal-instruction" | "privileged-instruction" | "trap" | "floating-point";
 
 /** One page of decoded instructions: op ids (UNDECODED until first executed) and their words. */
 interface CodePage {
@@ -149,10 +118,28 @@ export class Cpu {
   reservationValid = false;
   reservationAddress = 0;
   reservationSize = 0;
-  /** Floating-point and vector state, carried for the thread even though this interpreter does not execute it. */
+  /**
+   * The vector-scalar registers vs0..vs63, 16 bytes each, every register stored as its 128-bit
+   * value in little-endian byte order (the order stxv writes in little-endian mode): ISA byte i of
+   * vs[n] is vsrBytes[16n + 15 − i], ISA halfword i is vsrHalves[8n + 7 − i], ISA word i is
+   * vsrWords[4n + 3 − i], ISA doubleword i is
+   * vsrDoubles[2n + 1 − i]. FPR n is doubleword 0 of vs[n]; VR n is vs[32 + n].
+   */
+  readonly vsrBytes = new Uint8Array(64 * 16);
+  readonly vsrHalves = new Uint16Array(this.vsrBytes.buffer);
+  readonly vsrWords = new Int32Array(this.vsrBytes.buffer);
+  readonly vsrDoubles = new Float64Array(this.vsrBytes.buffer);
+  /** FPSCR bits 32:63 (status, enables, RN). */
   fpscr = 0;
-  /** vs0..vs63, four words each, most significant word first. */
-  readonly vsr = new Int32Array(256);
+  /** FPSCR bits 0:31 (DRN in bits 29:31). */
+  fpscrHigh = 0;
+  /**
+   * MSR[FE0, FE1] ≠ 0: an enabled floating-point exception raises a program interrupt (precise
+   * mode). Linux sets it with prctl(PR_SET_FPEXC), which glibc's feenableexcept calls; qemu-user
+   * always behaves as if it were set.
+   */
+  floatingPointExceptions = true;
+  /** VSCR bits 96:127 of the 128-bit register: NJ (0x10000) and SAT (1). Linux starts threads with NJ set. */
   vscr = 0x00010000;
   /** Instructions completed. */
   retired = 0;
@@ -170,6 +157,10 @@ export class Cpu {
   private readonly codePages = new Map<number, CodePage>();
   /** Bumped whenever decoded code is invalidated, so that a running loop drops its cached page. */
   private codeGeneration = 0;
+  /** Instructions completed in the current run() call (the translator's regions add to it). */
+  executedThisRun = 0;
+  /** The block translator, when translation is enabled. */
+  private translator: Translator | null = null;
   /** A branch target beyond 2^53, kept exactly for the fault it raises on fetch. */
   private wideTarget: bigint | null = null;
 
@@ -236,12 +227,69 @@ export class Cpu {
     return (this.cr >>> (31 - bit)) & 1;
   }
 
-  /** Forgets decoded instructions of the pages overlapping [address, address + length) (icbi, code stores, mmap). */
+  /**
+   * Forgets decoded and translated instructions of the pages overlapping [address, address +
+   * length) (icbi, code stores, mmap).
+   */
   invalidateCode(address: number, length: number): void {
     const first = Math.floor(address / PAGE_SIZE), last = Math.floor((address + length - 1) / PAGE_SIZE);
-    for (let page = first; page <= last; page++) this.codePages.delete(page);
+    for (let page = first; page <= last; page++) {
+      this.codePages.delete(page);
+      this.translator?.invalidatePage(page);
+    }
     this.codeGeneration++;
   }
+
+  /** Forgets all decoded and translated code (a switch to another address space). */
+  invalidateAllCode(): void {
+    this.codePages.clear();
+    this.translator?.invalidateAll();
+    this.codeGeneration++;
+  }
+
+  /** Bumped whenever code is invalidated; translated regions compare it after calls that may store. */
+  get codeVersion(): number {
+    return this.codeGeneration;
+  }
+
+  /** The stop the current instruction requested (Budget while none). */
+  get pendingStop(): StopReason {
+    return this.stop;
+  }
+
+  /**
+   * Translates hot code into JavaScript functions from now on (see translator.ts). The
+   * interpreter still runs cold code and finishes budgets exactly.
+   */
+  enableTranslation(options: TranslatorOptions = {}): void {
+    this.translator ??= new Translator(this, HANDLERS, options);
+  }
+
+  /** Statistics of the translator, or null when translation is off. */
+  get translation(): TranslatorStatistics | null {
+    return this.translator?.statistics ?? null;
+  }
+
+  /**
+   * The op id of the instruction at pc (−1 if it is not a valid instruction), decoded into its
+   * page's cache; fetchedWord holds its word afterwards. May throw MemoryFault (execute access).
+   */
+  decodeAt(pc: number): number {
+    const page = this.codePage(Math.floor(pc / PAGE_SIZE));
+    const slot = (pc % PAGE_SIZE) >>> 2;
+    let op = page.ops[slot];
+    if (op === UNDECODED) {
+      const fetched = this.memory.fetch(pc);
+      page.words[slot] = fetched;
+      op = decodeOp(fetched);
+      page.ops[slot] = op;
+    }
+    this.fetchedWord = page.words[slot];
+    return op;
+  }
+
+  /** The word of the instruction decodeAt last returned. */
+  fetchedWord = 0;
 
   /** Pages with decoded instructions (each holds at most 1024). */
   get decodedPages(): number {
@@ -297,11 +345,16 @@ export class Cpu {
     }
   }
 
+  /**
+   * The decode cache of a page of code. Creating it revokes the page's write entry in the memory's
+   * software TLB, so that stores into code always reach noteStore.
+   */
   private codePage(pageNumber: number): CodePage {
     let page = this.codePages.get(pageNumber);
     if (page === undefined) {
       page = { ops: new Int16Array(PAGE_SIZE / 4).fill(UNDECODED), words: new Int32Array(PAGE_SIZE / 4) };
       this.codePages.set(pageNumber, page);
+      this.memory.tlb?.revokeWrite(pageNumber * PAGE_SIZE);
     }
     return page;
   }
@@ -312,6 +365,28 @@ export class Cpu {
    */
   run(budget: number): StopReason {
     this.stop = StopReason.Budget;
+    this.executedThisRun = 0;
+    try {
+      if (this.translator === null) this.interpret(budget, false);
+      else this.translator.execute(budget);
+    } catch (error) {
+      if (!(error instanceof MemoryFault)) throw error;
+      this.stop = StopReason.PageFault;
+      this.faultAddress = error.address;
+      this.faultAccess = error.access;
+      this.faultCause = error.faultCause;
+    }
+    if (this.stop !== StopReason.PageFault) this.wideTarget = null;
+    this.retired += this.executedThisRun;
+    return this.stop;
+  }
+
+  /**
+   * Interprets up to `budget` instructions, or up to the end of the basic block (a branch, taken or
+   * not) when `untilBranch` is set; adds them to executedThisRun. A MemoryFault propagates with
+   * pc on the faulting instruction.
+   */
+  interpret(budget: number, untilBranch: boolean): void {
     let executed = 0;
     // The page being executed, cached in locals; a code invalidation bumps codeGeneration.
     let pageBase = -PAGE_SIZE;
@@ -356,26 +431,23 @@ export class Cpu {
           }
           break;
         }
-        this.pc = this.nia;
+        const next = this.nia;
+        this.pc = next;
         executed++;
+        if (untilBranch && ENDS_BLOCK[op] !== 0) break;
       }
     } catch (error) {
-      if (!(error instanceof MemoryFault)) throw error;
-      this.stop = StopReason.PageFault;
-      this.faultAddress = error.address;
-      this.faultAccess = error.access;
-      this.faultCause = error.faultCause;
+      this.executedThisRun += executed;
+      throw error;
     }
-    if (this.stop !== StopReason.PageFault) this.wideTarget = null;
-    this.retired += executed;
-    return this.stop;
+    this.executedThisRun += executed;
   }
 }
 
 /** A page that matches no pc, to start the run loop's page cache with. */
 const EMPTY_PAGE: CodePage = { ops: new Int16Array(0), words: new Int32Array(0) };
 
-type Semantics = (cpu: Cpu, word: number) => void;
+export type Semantics = (cpu: Cpu, word: number) => void;
 
 // Field extraction (ISA bit numbers in the comments).
 const rtOf = (w: number) => (w >>> 21) & 31; // 6:10 (RT, RS, BO, TO)
@@ -396,42 +468,6 @@ function putRecord(cpu: Cpu, w: number, r: number, lo: number, hi: number): void
   cpu.gpr[2 * r] = lo;
   cpu.gpr[2 * r + 1] = hi;
   if (w & 1) cpu.recordCr0(lo, hi);
-}
-
-/**
- * A 64-bit effective address as a number, or a MemoryFault: problem-state addresses beyond 2^53
- * are never mapped.
- */
-function address(lo: number, hi: number, access: AccessKind): number {
-  if (hi >>> 0 >= HIGH_WORD_LIMIT) throw new MemoryFault(toBigInt(lo, hi, false), access);
-  return (hi >>> 0) * TWO_32 + (lo >>> 0);
-}
-
-/** EA = (RA|0) + displacement. */
-function eaDisplacement(cpu: Cpu, ra: number, displacement: number, access: AccessKind): number {
-  if (ra === 0) {
-    if (displacement < 0) throw new MemoryFault(BigInt.asUintN(64, BigInt(displacement)), access);
-    return displacement;
-  }
-  const baseLo = cpu.gpr[2 * ra], baseHi = cpu.gpr[2 * ra + 1];
-  const sum = (baseLo >>> 0) + (displacement >>> 0);
-  const lo = sum | 0;
-  const hi = (baseHi + (displacement >> 31) + (sum > 0xffffffff ? 1 : 0)) | 0;
-  return address(lo, hi, access);
-}
-
-/** EA = (RA|0) + (RB). */
-function eaIndexed(cpu: Cpu, ra: number, rb: number, access: AccessKind): number {
-  const g = cpu.gpr;
-  if (ra === 0) return address(g[2 * rb], g[2 * rb + 1], access);
-  const sum = (g[2 * ra] >>> 0) + (g[2 * rb] >>> 0);
-  const hi = (g[2 * ra + 1] + g[2 * rb + 1] + (sum > 0xffffffff ? 1 : 0)) | 0;
-  return address(sum | 0, hi, access);
-}
-
-/** Writes an effective address back to RA (update forms). */
-function putAddress(cpu: Cpu, r: number, ea: number): void {
-  put(cpu, r, ea | 0, Math.floor(ea / TWO_32) | 0);
 }
 
 // Branches.
@@ -1241,8 +1277,8 @@ interface AccessShape {
 }
 
 function effectiveAddress(cpu: Cpu, w: number, shape: AccessShape, access: AccessKind): number {
-  if (shape.indexed) return eaIndexed(cpu, raOf(w), rbOf(w), access);
-  return eaDisplacement(cpu, raOf(w), shape.ds ? simm(w) & ~3 : simm(w), access);
+  if (shape.indexed) return eaIndexed(cpu.gpr, raOf(w), rbOf(w), access);
+  return eaDisplacement(cpu.gpr, raOf(w), shape.ds ? simm(w) & ~3 : simm(w), access);
 }
 
 function swap16(x: number): number {
@@ -1284,7 +1320,7 @@ function load(shape: AccessShape): Semantics {
         break;
     }
     put(cpu, rtOf(w), lo, hi);
-    if (shape.update) putAddress(cpu, raOf(w), ea);
+    if (shape.update) putAddress(cpu.gpr, raOf(w), ea);
   };
 }
 
@@ -1308,7 +1344,7 @@ function store(shape: AccessShape): Semantics {
         break;
     }
     cpu.noteStore(ea, shape.size);
-    if (shape.update) putAddress(cpu, raOf(w), ea);
+    if (shape.update) putAddress(cpu.gpr, raOf(w), ea);
   };
 }
 
@@ -1316,16 +1352,16 @@ function store(shape: AccessShape): Semantics {
 const multipleOrString: Semantics = (cpu, w) => {
   const indexed = (w >>> 26) === 31 && ((w >>> 1) & 0x3ff) !== 597 && ((w >>> 1) & 0x3ff) !== 725;
   const ea = indexed
-    ? eaIndexed(cpu, raOf(w), rbOf(w), "read")
+    ? eaIndexed(cpu.gpr, raOf(w), rbOf(w), "read")
     : (w >>> 26) === 31
-    ? eaDisplacement(cpu, raOf(w), 0, "read")
-    : eaDisplacement(cpu, raOf(w), simm(w), "read");
+    ? eaDisplacement(cpu.gpr, raOf(w), 0, "read")
+    : eaDisplacement(cpu.gpr, raOf(w), simm(w), "read");
   cpu.alignmentInterrupt(ea, w);
 };
 
 function loadAndReserve(size: 1 | 2 | 4 | 8 | 16): Semantics {
   return (cpu, w) => {
-    const ea = eaIndexed(cpu, raOf(w), rbOf(w), "read");
+    const ea = eaIndexed(cpu.gpr, raOf(w), rbOf(w), "read");
     if (ea % size !== 0) return cpu.alignmentInterrupt(ea, w);
     const memory = cpu.memory, rt = rtOf(w);
     if (size === 16) {
@@ -1350,7 +1386,7 @@ function loadAndReserve(size: 1 | 2 | 4 | 8 | 16): Semantics {
 
 function storeConditional(size: 1 | 2 | 4 | 8 | 16): Semantics {
   return (cpu, w) => {
-    const ea = eaIndexed(cpu, raOf(w), rbOf(w), "write");
+    const ea = eaIndexed(cpu.gpr, raOf(w), rbOf(w), "write");
     if (ea % size !== 0) return cpu.alignmentInterrupt(ea, w);
     const succeeded = cpu.reservationValid && cpu.reservationAddress === ea && cpu.reservationSize === size;
     if (succeeded) {
@@ -1370,14 +1406,14 @@ function storeConditional(size: 1 | 2 | 4 | 8 | 16): Semantics {
 }
 
 const dcbz: Semantics = (cpu, w) => {
-  const ea = eaIndexed(cpu, raOf(w), rbOf(w), "write");
+  const ea = eaIndexed(cpu.gpr, raOf(w), rbOf(w), "write");
   const block = ea - (ea % DCACHE_BLOCK_BYTES);
   for (let offset = 0; offset < DCACHE_BLOCK_BYTES; offset += 8) cpu.memory.store64(block + offset, 0, 0);
   cpu.noteStore(block, DCACHE_BLOCK_BYTES);
 };
 
 const icbi: Semantics = (cpu, w) => {
-  const ea = eaIndexed(cpu, raOf(w), rbOf(w), "read");
+  const ea = eaIndexed(cpu.gpr, raOf(w), rbOf(w), "read");
   cpu.invalidateCode(ea - (ea % PAGE_SIZE), PAGE_SIZE);
 };
 
@@ -1673,15 +1709,36 @@ const SEMANTICS: Record<string, Semantics> = {
   mtspr,
 };
 
+/** Every implemented instruction, by the semantics name its table entry gives. */
+const ALL_SEMANTICS: Record<string, Semantics> = {
+  ...SEMANTICS,
+  ...FLOATING_POINT_SEMANTICS,
+  ...VECTOR_SEMANTICS,
+  ...DECIMAL_SEMANTICS,
+  ...CRYPTO_SEMANTICS,
+};
+
+/**
+ * The facilities this CPU executes completely; the loader advertises AT_HWCAP/AT_HWCAP2 bits from
+ * them. An instruction of any other facility stops the CPU with FacilityUnavailable.
+ */
+export const IMPLEMENTED_FACILITIES: ReadonlySet<Facility> = new Set(
+  [...new Set(INSTRUCTIONS.map((def) => def.facility))].filter((facility) =>
+    INSTRUCTIONS.every((def) => def.facility !== facility || ALL_SEMANTICS[def.semantics] !== undefined)
+  ),
+);
+
 /** Per op id: its implementation, or the facility-unavailable stop for facilities not provided. */
-const HANDLERS: readonly Semantics[] = INSTRUCTIONS.map((def) => {
-  const semantics = SEMANTICS[def.semantics];
-  if (IMPLEMENTED_FACILITIES.has(def.facility)) {
-    if (semantics === undefined) throw new Error(`interpreter: no semantics for ${def.mnemonic}`);
-    return semantics;
-  }
+export const HANDLERS: readonly Semantics[] = INSTRUCTIONS.map((def) => {
+  if (IMPLEMENTED_FACILITIES.has(def.facility)) return ALL_SEMANTICS[def.semantics];
   return (cpu: Cpu, word: number) => cpu.facilityUnavailable(def.facility, word);
 });
+
+/** Per op id: 1 for the instructions that end a basic block (branches). */
+const ENDS_BLOCK = Uint8Array.from(
+  INSTRUCTIONS,
+  (def) => (["b", "bc", "bclr", "bcctr", "bctar"].includes(def.mnemonic) ? 1 : 0),
+);
 
 /** Whether the interpreter executes an op (rather than stopping with FacilityUnavailable). */
 export function implemented(op: number): boolean {
