@@ -28,8 +28,11 @@ export function tooLargeError(what: string, size: number, limit: number): AstraE
 interface CallSignal {
   signal: AbortSignal;
   deadline?: number;
-  /** Ends the call: aborts the handler's signal (if still running) and clears the timer. */
-  end(): void;
+  /**
+   * Ends the call and clears the timer. A call that ends before its handler did (the caller
+   * stopped reading) aborts the handler's signal; a completed one leaves it alone, as over gRPC.
+   */
+  end(handlerDone: boolean): void;
 }
 
 function callSignal(opts: CallOptions): CallSignal {
@@ -46,10 +49,10 @@ function callSignal(opts: CallOptions): CallSignal {
   return {
     signal: controller.signal,
     deadline,
-    end() {
+    end(handlerDone) {
       clearTimeout(timer);
       opts.signal?.removeEventListener("abort", onAbort);
-      if (!controller.signal.aborted) controller.abort(cancelledError());
+      if (!handlerDone && !controller.signal.aborted) controller.abort(cancelledError());
     },
   };
 }
@@ -139,7 +142,7 @@ class InProcessTransport implements Transport {
         yield this.router.copy(method.output, r.value, "response");
       }
     } finally {
-      call.end();
+      call.end(finished);
       // A handler still suspended in an await finishes on its own once it sees the aborted signal.
       if (!finished) it.return?.().catch(() => {});
     }
@@ -152,7 +155,7 @@ class InProcessTransport implements Transport {
       const reply = await raceAbort(bound.call(input, ctx) as Promise<Message>, call.signal);
       return this.router.copy(method.output, reply, "response");
     } finally {
-      call.end();
+      call.end(true);
     }
   }
 
@@ -171,7 +174,7 @@ class InProcessTransport implements Transport {
       );
       return this.router.copy(method.output, reply, "response");
     } finally {
-      call.end();
+      call.end(true);
     }
   }
 
