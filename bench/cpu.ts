@@ -6,8 +6,8 @@
 //
 //   deno run -A bench/cpu.ts [buffer bytes, default 4 MiB]
 
-import { Cpu, type CpuMemory, MemoryFault, StopReason } from "../services/machine/cpu/interpreter.ts";
-import { SoftwareTlb, TLB_PAGE_BYTES } from "../services/machine/cpu/tlb.ts";
+import { Cpu, StopReason } from "../services/machine/cpu/interpreter.ts";
+import { FlatMemory } from "../services/machine/cpu/flat.ts";
 
 const GUEST = `
 #include <stdint.h>
@@ -81,57 +81,6 @@ async function run(command: string, args: string[]): Promise<string> {
   return new TextDecoder().decode(out.stdout);
 }
 
-/** Guest memory for a program without an OS: one flat region with a software TLB over it. */
-class FlatMemory implements CpuMemory {
-  readonly bytes: Uint8Array;
-  readonly view: DataView;
-  readonly tlb = new SoftwareTlb(4096);
-
-  constructor(readonly base: number, size: number) {
-    this.bytes = new Uint8Array(size);
-    this.view = new DataView(this.bytes.buffer);
-  }
-
-  private offset(address: number, size: number, access: "read" | "write" | "execute"): number {
-    const offset = address - this.base;
-    if (offset < 0 || offset + size > this.bytes.length) throw new MemoryFault(BigInt(address), access);
-    const page = offset - (offset % TLB_PAGE_BYTES);
-    this.tlb.install(this.base + page, this.view, page, access === "write");
-    return offset;
-  }
-  load8(a: number) {
-    return this.view.getUint8(this.offset(a, 1, "read"));
-  }
-  load16(a: number) {
-    return this.view.getUint16(this.offset(a, 2, "read"), true);
-  }
-  load32(a: number) {
-    return this.view.getInt32(this.offset(a, 4, "read"), true);
-  }
-  load64(a: number, target: Int32Array, index: number) {
-    const o = this.offset(a, 8, "read");
-    target[index] = this.view.getInt32(o, true);
-    target[index + 1] = this.view.getInt32(o + 4, true);
-  }
-  store8(a: number, v: number) {
-    this.view.setUint8(this.offset(a, 1, "write"), v);
-  }
-  store16(a: number, v: number) {
-    this.view.setUint16(this.offset(a, 2, "write"), v, true);
-  }
-  store32(a: number, v: number) {
-    this.view.setInt32(this.offset(a, 4, "write"), v, true);
-  }
-  store64(a: number, lo: number, hi: number) {
-    const o = this.offset(a, 8, "write");
-    this.view.setInt32(o, lo, true);
-    this.view.setInt32(o + 4, hi, true);
-  }
-  fetch(a: number) {
-    return this.view.getInt32(this.offset(a, 4, "execute"), true);
-  }
-}
-
 /** Copies the PT_LOAD segments of a little-endian ELF64 file into memory. */
 function loadSegments(image: Uint8Array, memory: FlatMemory): void {
   const view = new DataView(image.buffer, image.byteOffset, image.byteLength);
@@ -193,7 +142,7 @@ function digest(memory: FlatMemory): string {
 }
 
 async function onCpu(binary: string, translate: boolean) {
-  const memory = new FlatMemory(IMAGE_BASE, MEMORY_BYTES);
+  const memory = new FlatMemory(IMAGE_BASE, MEMORY_BYTES, { tlbEntries: 4096 });
   loadSegments(await Deno.readFile(binary), memory);
   memory.view.setInt32(RETURN_STUB - IMAGE_BASE, SC, true);
   const initial = [

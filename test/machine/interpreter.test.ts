@@ -6,60 +6,15 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { INSTRUCTIONS, OP, opEncoding } from "../../services/machine/cpu/decode.ts";
 import { type FlagName, FLAGS, type OperandName, OPERANDS } from "../../services/machine/cpu/isa.ts";
-import {
-  Cpu,
-  type CpuMemory,
-  DCACHE_BLOCK_BYTES,
-  implemented,
-  MemoryFault,
-  StopReason,
-} from "../../services/machine/cpu/interpreter.ts";
+import { Cpu, DCACHE_BLOCK_BYTES, implemented, StopReason } from "../../services/machine/cpu/interpreter.ts";
+import { FlatMemory } from "../../services/machine/cpu/flat.ts";
 
 const MASK64 = (1n << 64n) - 1n;
 const BASE = 0x10000000;
 const SIZE = 1 << 20;
 
 /** Flat little-endian RAM at BASE; everything else faults. */
-class FlatMemory implements CpuMemory {
-  readonly bytes = new Uint8Array(SIZE);
-  private readonly view = new DataView(this.bytes.buffer);
-
-  private offset(address: number, size: number, access: "read" | "write" | "execute"): number {
-    if (address < BASE || address + size > BASE + SIZE) throw new MemoryFault(BigInt(address), access);
-    return address - BASE;
-  }
-  load8(a: number) {
-    return this.view.getUint8(this.offset(a, 1, "read"));
-  }
-  load16(a: number) {
-    return this.view.getUint16(this.offset(a, 2, "read"), true);
-  }
-  load32(a: number) {
-    return this.view.getInt32(this.offset(a, 4, "read"), true);
-  }
-  load64(a: number, target: Int32Array, index: number) {
-    const o = this.offset(a, 8, "read");
-    target[index] = this.view.getInt32(o, true);
-    target[index + 1] = this.view.getInt32(o + 4, true);
-  }
-  store8(a: number, v: number) {
-    this.view.setUint8(this.offset(a, 1, "write"), v);
-  }
-  store16(a: number, v: number) {
-    this.view.setUint16(this.offset(a, 2, "write"), v, true);
-  }
-  store32(a: number, v: number) {
-    this.view.setInt32(this.offset(a, 4, "write"), v, true);
-  }
-  store64(a: number, lo: number, hi: number) {
-    const o = this.offset(a, 8, "write");
-    this.view.setInt32(o, lo, true);
-    this.view.setInt32(o + 4, hi, true);
-  }
-  fetch(a: number) {
-    return this.view.getInt32(this.offset(a, 4, "execute"), true);
-  }
-}
+const flatMemory = () => new FlatMemory(BASE, SIZE);
 
 /** Encodes an instruction from the table: operand values by name, and flags. */
 function assemble(
@@ -89,7 +44,7 @@ function assemble(
   return word | 0;
 }
 
-function newCpu(memory = new FlatMemory()): Cpu {
+function newCpu(memory = flatMemory()): Cpu {
   return new Cpu(memory, () => 0x1234_5678_9abc, (bytes) => bytes.fill(0x5a));
 }
 
@@ -105,7 +60,7 @@ function gpr(cpu: Cpu, r: number): bigint {
 
 /** Runs one instruction at BASE with r4 = a, r5 = b, r6 = c; returns the CPU. */
 function execute(word: number, a: bigint, b = 0n, c = 0n, setup?: (cpu: Cpu) => void): Cpu {
-  const memory = new FlatMemory();
+  const memory = flatMemory();
   new DataView(memory.bytes.buffer).setInt32(0, word, true);
   const cpu = newCpu(memory);
   cpu.pc = BASE;
@@ -401,7 +356,7 @@ describe("logical, rotate and shift against the ISA definitions", () => {
 
 /** Loads a program at BASE and runs it until it stops. */
 function runProgram(words: number[], setup?: (cpu: Cpu, memory: FlatMemory) => void, budget = 10_000) {
-  const memory = new FlatMemory();
+  const memory = flatMemory();
   const view = new DataView(memory.bytes.buffer);
   words.forEach((w, i) => view.setInt32(4 * i, w, true));
   const cpu = newCpu(memory);

@@ -4,8 +4,9 @@
 // exit make. The real loader and kernel calls belong to the sched, vmm and storage services; this
 // exists so that the CPU can be checked against qemu on whole programs before they are wired up.
 
-import { Cpu, type CpuMemory, MemoryFault, StopReason } from "../../../services/machine/cpu/interpreter.ts";
-import { SoftwareTlb, TLB_PAGE_BYTES } from "../../../services/machine/cpu/tlb.ts";
+import { Cpu, StopReason } from "../../../services/machine/cpu/interpreter.ts";
+import { FlatMemory } from "../../../services/machine/cpu/flat.ts";
+import { TLB_PAGE_BYTES } from "../../../services/machine/cpu/tlb.ts";
 
 const BASE = 0x10000000;
 const MEMORY_BYTES = 96 << 20;
@@ -13,50 +14,7 @@ const STACK_TOP = BASE + MEMORY_BYTES - 0x10000;
 const MMAP_BASE = BASE + (48 << 20);
 
 /** Flat guest memory at BASE with a software TLB; everything else faults. */
-class ProcessMemory implements CpuMemory {
-  readonly bytes = new Uint8Array(MEMORY_BYTES);
-  readonly view = new DataView(this.bytes.buffer);
-  readonly tlb = new SoftwareTlb(4096);
-
-  private at(address: number, size: number, access: "read" | "write" | "execute"): number {
-    const offset = address - BASE;
-    if (offset < 0 || offset + size > MEMORY_BYTES) throw new MemoryFault(BigInt(address), access);
-    const page = offset - (offset % TLB_PAGE_BYTES);
-    this.tlb.install(BASE + page, this.view, page, access === "write");
-    return offset;
-  }
-  load8(a: number) {
-    return this.view.getUint8(this.at(a, 1, "read"));
-  }
-  load16(a: number) {
-    return this.view.getUint16(this.at(a, 2, "read"), true);
-  }
-  load32(a: number) {
-    return this.view.getInt32(this.at(a, 4, "read"), true);
-  }
-  load64(a: number, target: Int32Array, index: number) {
-    const o = this.at(a, 8, "read");
-    target[index] = this.view.getInt32(o, true);
-    target[index + 1] = this.view.getInt32(o + 4, true);
-  }
-  store8(a: number, v: number) {
-    this.view.setUint8(this.at(a, 1, "write"), v);
-  }
-  store16(a: number, v: number) {
-    this.view.setUint16(this.at(a, 2, "write"), v, true);
-  }
-  store32(a: number, v: number) {
-    this.view.setInt32(this.at(a, 4, "write"), v, true);
-  }
-  store64(a: number, lo: number, hi: number) {
-    const o = this.at(a, 8, "write");
-    this.view.setInt32(o, lo, true);
-    this.view.setInt32(o + 4, hi, true);
-  }
-  fetch(a: number) {
-    return this.view.getInt32(this.at(a, 4, "execute"), true);
-  }
-}
+const processMemory = () => new FlatMemory(BASE, MEMORY_BYTES, { tlbEntries: 4096 });
 
 /** AT_HWCAP: 32- and 64-bit, AltiVec, FPU, MMU, ISA 2.05 and 2.06, VSX, little-endian. */
 const HWCAP = 0x80000000 | 0x40000000 | 0x10000000 | 0x08000000 | 0x04000000 | 0x1000 | 0x100 | 0x80 | 0x2;
@@ -83,7 +41,7 @@ export function runProgram(
   if (!args[0]?.startsWith("/")) {
     throw new Error(`args[0] must be the program's absolute path, not ${args[0]}`);
   }
-  const memory = new ProcessMemory();
+  const memory = processMemory();
   const elf = new DataView(image.buffer, image.byteOffset, image.byteLength);
   const entry = Number(elf.getBigUint64(0x18, true));
   const phoff = Number(elf.getBigUint64(0x20, true));

@@ -3,9 +3,10 @@
 // window at a fixed address); qemu runs it through guest/harness.c, our CPU runs it from the same
 // state, and the two resulting states (or the signals raised) are compared.
 
-import { Cpu, type CpuMemory, MemoryFault, StopReason } from "../../../services/machine/cpu/interpreter.ts";
+import { Cpu, MemoryFault, StopReason } from "../../../services/machine/cpu/interpreter.ts";
 import { INSTRUCTIONS, OP, opEncoding } from "../../../services/machine/cpu/decode.ts";
 import { type FlagName, FLAGS, type OperandName, OPERANDS } from "../../../services/machine/cpu/isa.ts";
+import { FlatMemory } from "../../../services/machine/cpu/flat.ts";
 
 export const MEMORY_BASE = 0x7e000000;
 export const MEMORY_BYTES = 256;
@@ -135,47 +136,13 @@ export async function runOnQemu(harness: string, cases: readonly TestCase[]): Pr
 }
 
 /** The memory window plus a code page, little-endian; everything else faults. */
-class HarnessMemory implements CpuMemory {
+class HarnessMemory extends FlatMemory {
   static readonly CODE = 0x10000000;
-  readonly window = new Uint8Array(65536);
-  private readonly windowView = new DataView(this.window.buffer);
-  constructor(private readonly word: number) {}
+  constructor(private readonly word: number) {
+    super(MEMORY_BASE, 65536);
+  }
 
-  private at(address: number, size: number, access: "read" | "write"): number {
-    if (address < MEMORY_BASE || address + size > MEMORY_BASE + this.window.length) {
-      throw new MemoryFault(BigInt(address), access);
-    }
-    return address - MEMORY_BASE;
-  }
-  load8(a: number) {
-    return this.windowView.getUint8(this.at(a, 1, "read"));
-  }
-  load16(a: number) {
-    return this.windowView.getUint16(this.at(a, 2, "read"), true);
-  }
-  load32(a: number) {
-    return this.windowView.getInt32(this.at(a, 4, "read"), true);
-  }
-  load64(a: number, target: Int32Array, index: number) {
-    const o = this.at(a, 8, "read");
-    target[index] = this.windowView.getInt32(o, true);
-    target[index + 1] = this.windowView.getInt32(o + 4, true);
-  }
-  store8(a: number, v: number) {
-    this.windowView.setUint8(this.at(a, 1, "write"), v);
-  }
-  store16(a: number, v: number) {
-    this.windowView.setUint16(this.at(a, 2, "write"), v, true);
-  }
-  store32(a: number, v: number) {
-    this.windowView.setInt32(this.at(a, 4, "write"), v, true);
-  }
-  store64(a: number, lo: number, hi: number) {
-    const o = this.at(a, 8, "write");
-    this.windowView.setInt32(o, lo, true);
-    this.windowView.setInt32(o + 4, hi, true);
-  }
-  fetch(a: number) {
+  override fetch(a: number) {
     if (a !== HarnessMemory.CODE) throw new MemoryFault(BigInt(a), "execute");
     return this.word;
   }
@@ -186,7 +153,7 @@ const SIGNAL = { SIGILL: 4, SIGTRAP: 5, SIGBUS: 7, SIGFPE: 8, SIGSEGV: 11 } as c
 /** Runs a case on our CPU, the way the kernel would report what it raised. */
 export function runOnCpu(c: TestCase, options: { floatingPointExceptions?: boolean } = {}): CaseResult {
   const memory = new HarnessMemory(c.word);
-  memory.window.set(c.state.memory);
+  memory.bytes.set(c.state.memory);
   const cpu = new Cpu(memory, () => 0);
   cpu.floatingPointExceptions = options.floatingPointExceptions ?? true;
   const s = c.state;
@@ -225,7 +192,7 @@ export function runOnCpu(c: TestCase, options: { floatingPointExceptions?: boole
   out.ctr = (BigInt(cpu.ctrHi >>> 0) << 32n) | BigInt(cpu.ctrLo >>> 0);
   out.vscr = cpu.vscr >>> 0;
   out.vsr = cpu.vsrBytes.slice();
-  out.memory = memory.window.slice(0, MEMORY_BYTES);
+  out.memory = memory.bytes.slice(0, MEMORY_BYTES);
   return { signal, state: out };
 }
 

@@ -6,64 +6,18 @@
 import { describe, expect, it } from "vitest";
 import { INSTRUCTIONS, OP } from "../../../services/machine/cpu/decode.ts";
 import type { OperandName } from "../../../services/machine/cpu/isa.ts";
-import { Cpu, type CpuMemory, MemoryFault, StopReason } from "../../../services/machine/cpu/interpreter.ts";
-import { SoftwareTlb, TLB_PAGE_BYTES } from "../../../services/machine/cpu/tlb.ts";
+import { Cpu, StopReason } from "../../../services/machine/cpu/interpreter.ts";
 import { formatInstruction } from "../../../services/machine/cpu/disassemble.ts";
 import { assemble } from "./qemu-oracle.ts";
 import { Random } from "./generators.ts";
+import { FlatMemory } from "../../../services/machine/cpu/flat.ts";
 
 const BASE = 0x10000000;
 const SIZE = 1 << 20;
 const DATA = BASE + 0x40000;
 
 /** Flat little-endian RAM at BASE with a software TLB covering it; counts slow-path accesses. */
-class TlbMemory implements CpuMemory {
-  readonly bytes = new Uint8Array(SIZE);
-  readonly view = new DataView(this.bytes.buffer);
-  readonly tlb = new SoftwareTlb(1024);
-  slowAccesses = 0;
-
-  private offset(address: number, size: number, access: "read" | "write" | "execute"): number {
-    this.slowAccesses++;
-    if (address < BASE || address + size > BASE + SIZE) throw new MemoryFault(BigInt(address), access);
-    const offset = address - BASE;
-    // Install the page, writable only from the store path (see tlb.ts).
-    const pageOffset = offset - (offset % TLB_PAGE_BYTES);
-    this.tlb.install(BASE + pageOffset, this.view, pageOffset, access === "write");
-    return offset;
-  }
-  load8(a: number) {
-    return this.view.getUint8(this.offset(a, 1, "read"));
-  }
-  load16(a: number) {
-    return this.view.getUint16(this.offset(a, 2, "read"), true);
-  }
-  load32(a: number) {
-    return this.view.getInt32(this.offset(a, 4, "read"), true);
-  }
-  load64(a: number, target: Int32Array, index: number) {
-    const o = this.offset(a, 8, "read");
-    target[index] = this.view.getInt32(o, true);
-    target[index + 1] = this.view.getInt32(o + 4, true);
-  }
-  store8(a: number, v: number) {
-    this.view.setUint8(this.offset(a, 1, "write"), v);
-  }
-  store16(a: number, v: number) {
-    this.view.setUint16(this.offset(a, 2, "write"), v, true);
-  }
-  store32(a: number, v: number) {
-    this.view.setInt32(this.offset(a, 4, "write"), v, true);
-  }
-  store64(a: number, lo: number, hi: number) {
-    const o = this.offset(a, 8, "write");
-    this.view.setInt32(o, lo, true);
-    this.view.setInt32(o + 4, hi, true);
-  }
-  fetch(a: number) {
-    return this.view.getInt32(this.offset(a, 4, "execute"), true);
-  }
-}
+const tlbMemory = () => new FlatMemory(BASE, SIZE, { tlbEntries: 1024 });
 
 /** The instructions random programs draw from: templated ones and some that go through handlers. */
 const BODY_MNEMONICS = [
@@ -238,7 +192,7 @@ function randomProgram(random: Random, body: number): number[] {
   return words;
 }
 
-function setupCpu(memory: TlbMemory, words: number[], random: Random): Cpu {
+function setupCpu(memory: FlatMemory, words: number[], random: Random): Cpu {
   words.forEach((w, i) => memory.view.setInt32(4 * i, w, true));
   for (let i = 0; i < 0x2000; i++) memory.bytes[0x40000 + i] = (i * 37 + 11) & 0xff;
   const cpu = new Cpu(memory, () => 0);
@@ -258,7 +212,7 @@ function setupCpu(memory: TlbMemory, words: number[], random: Random): Cpu {
   return cpu;
 }
 
-function snapshot(cpu: Cpu, memory: TlbMemory) {
+function snapshot(cpu: Cpu, memory: FlatMemory) {
   return {
     gpr: [...cpu.gpr],
     fpr: [0, 1, 2, 3].map((f) => cpu.vsrDoubles[2 * f + 1]),
@@ -274,7 +228,7 @@ function snapshot(cpu: Cpu, memory: TlbMemory) {
 }
 
 function runBoth(words: number[], seed: number, budget = 1_000_000) {
-  const interpreted = new TlbMemory(), translated = new TlbMemory();
+  const interpreted = tlbMemory(), translated = tlbMemory();
   const a = setupCpu(interpreted, words, new Random(seed));
   const b = setupCpu(translated, words, new Random(seed));
   b.enableTranslation({ hotThreshold: 2 });
@@ -314,7 +268,7 @@ describe("the block translator agrees with the interpreter", () => {
       assemble("bc", { BO: 16, BI: 0, BD: -12 }),
       assemble("sc", {}),
     ];
-    const memory = new TlbMemory();
+    const memory = tlbMemory();
     words.forEach((w, i) => memory.view.setInt32(4 * i, w, true));
     const cpu = new Cpu(memory, () => 0);
     cpu.enableTranslation({ hotThreshold: 1 });
@@ -338,7 +292,7 @@ describe("the block translator agrees with the interpreter", () => {
       assemble("bc", { BO: 16, BI: 0, BD: -8 }),
       assemble("sc", {}),
     ];
-    const memory = new TlbMemory();
+    const memory = tlbMemory();
     words.forEach((w, i) => memory.view.setInt32(4 * i, w, true));
     const cpu = new Cpu(memory, () => 0);
     cpu.enableTranslation({ hotThreshold: 1 });
@@ -360,7 +314,7 @@ describe("the block translator agrees with the interpreter", () => {
       assemble("bc", { BO: 16, BI: 0, BD: -12 }),
       assemble("sc", {}),
     ];
-    const memory = new TlbMemory();
+    const memory = tlbMemory();
     words.forEach((w, i) => memory.view.setInt32(4 * i, w, true));
     const cpu = new Cpu(memory, () => 0);
     cpu.enableTranslation({ hotThreshold: 1 });
