@@ -498,7 +498,9 @@ type HealthClient = grpc.Client & {
 /** grpc.health.v1.HealthCheckResponse.ServingStatus by number (the loader may give either form). */
 const SERVING_STATUS_NAMES = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
 
-let healthClientCtor: (new (address: string, creds: grpc.ChannelCredentials) => HealthClient) | undefined;
+let healthClientCtor:
+  | (new (address: string, creds: grpc.ChannelCredentials, options: grpc.ChannelOptions) => HealthClient)
+  | undefined;
 
 /** grpc.health.v1 Check against `address`: "SERVING", "NOT_SERVING", "UNKNOWN", or throws. */
 export function checkHealth(address: string, service = "", timeoutMs = 1000): Promise<string> {
@@ -506,7 +508,11 @@ export function checkHealth(address: string, service = "", timeoutMs = 1000): Pr
     (grpc.loadPackageDefinition(loadSync(healthProtoPath, { keepCase: true })) as never as {
       grpc: { health: { v1: { Health: typeof healthClientCtor } } };
     }).grpc.health.v1.Health;
-  const health = new healthClientCtor!(address, grpc.credentials.createInsecure());
+  // A local subchannel pool: closing this client closes its connection, instead of leaving it in
+  // grpc-js's global pool, where a peer's later death would still reach this process.
+  const health = new healthClientCtor!(address, grpc.credentials.createInsecure(), {
+    "grpc.use_local_subchannel_pool": 1,
+  });
   return new Promise<string>((resolve, reject) =>
     health.check({ service }, { deadline: Date.now() + timeoutMs }, (err, res) => {
       health.close();
