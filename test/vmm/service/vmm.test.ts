@@ -44,6 +44,18 @@ describe.each(["in-process", "grpc"] as const)("vmm over %s", (kind) => {
     return { pid, spaceId };
   }
 
+  /** A fixed, private, anonymous read-write mapping of `length` bytes at `address`. */
+  async function mapAnonymous(spaceId: bigint, address: number, length: number) {
+    await c.vmm.mmap({
+      spaceId,
+      address: BigInt(address),
+      length: BigInt(length),
+      protection: RW,
+      kind: ANON,
+      placement: FIXED,
+    });
+  }
+
   async function fault(spaceId: bigint, address: number, access: AccessType) {
     return await c.vmm.handlePageFault({
       spaceId,
@@ -115,14 +127,7 @@ describe.each(["in-process", "grpc"] as const)("vmm over %s", (kind) => {
     );
 
     const base = 0x2000_0000;
-    await c.vmm.mmap({
-      spaceId,
-      address: BigInt(base),
-      length: BigInt(4 * P),
-      protection: RW,
-      kind: ANON,
-      placement: FIXED,
-    });
+    await mapAnonymous(spaceId, base, 4 * P);
     await c.vmm.mprotect({ spaceId, address: BigInt(base + P), length: BigInt(P), protection: R });
     expect((await c.vmm.munmap({ spaceId, address: BigInt(base + 3 * P), length: BigInt(P) })).pagesUnmapped)
       .toBe(0n);
@@ -182,14 +187,7 @@ describe.each(["in-process", "grpc"] as const)("vmm over %s", (kind) => {
   it("maps a demand-zero page: zeros at GetPhysical's address, and its HPTE in the hashed page table", async () => {
     const { spaceId } = await newSpace();
     const va = 0x3000_0000;
-    await c.vmm.mmap({
-      spaceId,
-      address: BigInt(va),
-      length: BigInt(2 * P),
-      protection: RW,
-      kind: ANON,
-      placement: FIXED,
-    });
+    await mapAnonymous(spaceId, va, 2 * P);
     const reply = await fault(spaceId, va + 0x123, AccessType.READ);
     expect(reply).toMatchObject({ result: FaultResult.MAPPED, action: FaultAction.DEMAND_ZERO });
     const frame = Number(reply.physicalAddress) - 0x123;
@@ -276,14 +274,7 @@ describe.each(["in-process", "grpc"] as const)("vmm over %s", (kind) => {
       kind: ANON,
       placement: FIXED,
     });
-    await c.vmm.mmap({
-      spaceId,
-      address: BigInt(va + P),
-      length: BigInt(P),
-      protection: RW,
-      kind: ANON,
-      placement: FIXED,
-    });
+    await mapAnonymous(spaceId, va + P, P);
     const unmapped = await fault(spaceId, va + 4 * P + 3, AccessType.READ);
     expect(unmapped).toMatchObject({
       result: FaultResult.SIGSEGV_MAPERR,
@@ -462,14 +453,7 @@ describe.each(["in-process", "grpc"] as const)("vmm over %s", (kind) => {
   it("moves pages with their contents on mremap", async () => {
     const { spaceId } = await newSpace();
     const va = 0x6000_0000;
-    await c.vmm.mmap({
-      spaceId,
-      address: BigInt(va),
-      length: BigInt(2 * P),
-      protection: RW,
-      kind: ANON,
-      placement: FIXED,
-    });
+    await mapAnonymous(spaceId, va, 2 * P);
     await c.vmm.mmap({
       spaceId,
       address: BigInt(va + 2 * P),
@@ -600,14 +584,7 @@ describe.each(["in-process", "grpc"] as const)("vmm over %s", (kind) => {
     expect((await c.vmm.listMappings({ spaceId })).mappings).toEqual([]);
     expect((await c.pmm.checkFrame({ address: run.address })).owner).toBe("test:explicit");
 
-    await c.vmm.mmap({
-      spaceId,
-      address: BigInt(va),
-      length: BigInt(P),
-      protection: RW,
-      kind: ANON,
-      placement: FIXED,
-    });
+    await mapAnonymous(spaceId, va, P);
     expect(await errnoOf(c.vmm.unmapPage({ spaceId, virtualAddress: BigInt(va) }))).toBe(Errno.EINVAL);
     expect(
       await errnoOf(
@@ -734,14 +711,7 @@ describe.each(["in-process", "grpc"] as const)("vmm over %s", (kind) => {
   it("changes a mapped page's protection with SetPageFlags and reports its state with GetPageFlags", async () => {
     const { spaceId } = await newSpace();
     const va = 0x2800_0000;
-    await c.vmm.mmap({
-      spaceId,
-      address: BigInt(va),
-      length: BigInt(2 * P),
-      protection: RW,
-      kind: ANON,
-      placement: FIXED,
-    });
+    await mapAnonymous(spaceId, va, 2 * P);
     expect(await errnoOf(c.vmm.getPageFlags({ spaceId, virtualAddress: BigInt(va) }))).toBe(Errno.EFAULT);
     await fault(spaceId, va, AccessType.WRITE);
     const state = await c.vmm.getPageFlags({ spaceId, virtualAddress: BigInt(va + 9) });
