@@ -1,11 +1,13 @@
 // The in-process transport: services in one Deno process call each other directly, with the same
-// semantics as gRPC. Messages cross through their wire encoding (so no caller and callee ever share
-// a mutable object and the size limit applies), deadlines and cancellation abort the handler's
+// semantics as gRPC. Messages cross as deep copies (so no caller and callee ever share a mutable
+// object) and the size limit applies, deadlines and cancellation abort the handler's
 // signal and fail the call with the same status codes grpc-js produces.
-import { type DescMessage, type DescMethod, fromBinary, type Message, toBinary } from "@bufbuild/protobuf";
+import { type DescMessage, type DescMethod, type Message, toBinary } from "@bufbuild/protobuf";
 import { AstraError, Code, Errno } from "./errors.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./config.ts";
 import { type CallContext, type CallOptions, methodPath, type Transport } from "./rpc.ts";
+import { mapAsync } from "./iterators.ts";
+import { copyMessage } from "./message_copy.ts";
 import type { BoundMethod, BoundService } from "./server.ts";
 
 export function cancelledError(): AstraError {
@@ -98,11 +100,17 @@ export class InProcessRouter {
     return found;
   }
 
-  /** Re-creates `msg` from its wire form; rejects it if the encoding is over the limit. */
+  /**
+   * A copy of `msg` the receiver owns; rejected if its encoding is over the limit (measured exactly
+   * only when the cheap bound says it might be).
+   */
   copy(desc: DescMessage, msg: unknown, what: string): Message {
-    const bytes = toBinary(desc, msg as Message);
-    if (bytes.length > this.maxMessageBytes) throw tooLargeError(what, bytes.length, this.maxMessageBytes);
-    return fromBinary(desc, bytes);
+    const { copy, sizeBound } = copyMessage(msg as Message);
+    if (sizeBound > this.maxMessageBytes) {
+      const size = toBinary(desc, msg as Message).length;
+      if (size > this.maxMessageBytes) throw tooLargeError(what, size, this.maxMessageBytes);
+    }
+    return copy;
   }
 }
 
@@ -125,27 +133,82 @@ class InProcessTransport implements Transport {
     return { bound, call, ctx };
   }
 
-  private async *inputs(method: DescMethod, reqs: AsyncIterable<unknown>): AsyncGenerator<Message> {
-    for await (const req of reqs) yield this.router.copy(method.input, req, "request");
+  private inputs(method: DescMethod, reqs: AsyncIterable<unknown>): AsyncIterable<Message> {
+    return mapAsync(reqs, (req) => this.router.copy(method.input, req, "request"));
   }
 
-  private async *replies(method: DescMethod, source: AsyncIterable<Message>, call: CallSignal) {
-    const it = source[Symbol.asyncIterator]();
-    let finished = false;
-    try {
-      while (true) {
-        const r = await raceAbort(it.next(), call.signal);
-        if (r.done) {
-          finished = true;
-          return;
-        }
-        yield this.router.copy(method.output, r.value, "response");
-      }
-    } finally {
-      call.end(finished);
-      // A handler still suspended in an await finishes on its own once it sees the aborted signal.
-      if (!finished) it.return?.().catch(() => {});
-    }
+  /**
+   * The handler's replies, copied. The call's signal is watched once per call, not per message: an
+   * abort fails the pending read. Ending before the handler did (abort, a failed handler, the
+   * consumer stopping) aborts the handler's signal and returns its iterator.
+   */
+  private replies(
+    method: DescMethod,
+    source: AsyncIterable<Message>,
+    call: CallSignal,
+  ): AsyncIterable<unknown> {
+    const router = this.router;
+    return {
+      [Symbol.asyncIterator](): AsyncIterator<unknown> {
+        const it = source[Symbol.asyncIterator]();
+        let ended = false;
+        let failPending: ((e: unknown) => void) | undefined;
+        const finish = (handlerDone: boolean) => {
+          if (ended) return;
+          ended = true;
+          call.signal.removeEventListener("abort", onAbort);
+          call.end(handlerDone);
+          // A handler still suspended in an await finishes on its own once it sees the aborted signal.
+          if (!handlerDone) it.return?.().catch(() => {});
+        };
+        const onAbort = () => {
+          const fail = failPending;
+          failPending = undefined;
+          finish(false);
+          fail?.(call.signal.reason);
+        };
+        call.signal.addEventListener("abort", onAbort);
+        return {
+          next(): Promise<IteratorResult<unknown>> {
+            if (ended) return Promise.resolve({ done: true, value: undefined });
+            if (call.signal.aborted) {
+              finish(false);
+              return Promise.reject(call.signal.reason);
+            }
+            return new Promise((resolve, reject) => {
+              failPending = reject;
+              it.next().then(
+                (r) => {
+                  if (failPending !== reject) return;
+                  failPending = undefined;
+                  if (r.done) {
+                    finish(true);
+                    resolve({ done: true, value: undefined });
+                    return;
+                  }
+                  try {
+                    resolve({ done: false, value: router.copy(method.output, r.value, "response") });
+                  } catch (e) {
+                    finish(false);
+                    reject(e);
+                  }
+                },
+                (e) => {
+                  if (failPending !== reject) return;
+                  failPending = undefined;
+                  finish(false);
+                  reject(e);
+                },
+              );
+            });
+          },
+          return(): Promise<IteratorResult<unknown>> {
+            finish(false);
+            return Promise.resolve({ done: true, value: undefined });
+          },
+        };
+      },
+    };
   }
 
   async unary(method: DescMethod, req: unknown, opts: CallOptions): Promise<unknown> {

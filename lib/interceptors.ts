@@ -29,38 +29,50 @@ function endSpan(span: Span, err?: AstraError): void {
   span.end();
 }
 
-/** Runs each `next()` of an async iterator inside `ctx`, so work done per element is traced under it. */
-function bindIterator<T>(ctx: ReturnType<typeof context.active>, source: AsyncIterable<T>): AsyncIterator<T> {
-  const it = source[Symbol.asyncIterator]();
-  return {
-    next: () => context.with(ctx, () => it.next()),
-    return: (v?: unknown) =>
-      context.with(ctx, () => it.return?.(v) ?? Promise.resolve({ done: true, value: v })),
-    throw: (e?: unknown) => context.with(ctx, () => it.throw?.(e) ?? Promise.reject(e)),
-  } as AsyncIterator<T>;
-}
-
-async function* observeStream<T>(
+/**
+ * `source` with every `next()` run inside `ctx` (work done per element is traced under it), and
+ * `finish` called once when the stream ends: with the wrapped error if it failed, with nothing if
+ * it completed or the consumer stopped early.
+ */
+function observeStream<T>(
   source: AsyncIterable<T>,
   ctx: ReturnType<typeof context.active>,
   finish: (err?: AstraError) => void,
   wrapError: (e: unknown) => AstraError,
-): AsyncGenerator<T> {
-  const it = bindIterator(ctx, source);
-  let failure: AstraError | undefined;
-  try {
-    while (true) {
-      const r = await it.next();
-      if (r.done) return;
-      yield r.value;
-    }
-  } catch (e) {
-    failure = wrapError(e);
-    throw failure;
-  } finally {
-    await it.return?.();
-    finish(failure);
-  }
+): AsyncIterable<T> {
+  return {
+    [Symbol.asyncIterator](): AsyncIterator<T> {
+      const it = source[Symbol.asyncIterator]();
+      let finished = false;
+      const end = (err?: AstraError) => {
+        if (finished) return;
+        finished = true;
+        finish(err);
+      };
+      return {
+        next: () =>
+          context.with(ctx, () => it.next()).then(
+            (r) => {
+              if (r.done) end();
+              return r;
+            },
+            (e) => {
+              const failure = wrapError(e);
+              end(failure);
+              throw failure;
+            },
+          ),
+        return: async (value?: unknown) => {
+          try {
+            await context.with(ctx, () => it.return?.(value));
+          } finally {
+            end();
+          }
+          return { done: true, value: value as T };
+        },
+      };
+    },
+  };
 }
 
 /**

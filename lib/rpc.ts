@@ -4,6 +4,7 @@
 import { create, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import type { MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { clientCall } from "./interceptors.ts";
+import { mapAsync } from "./iterators.ts";
 
 export interface CallOptions {
   /** Cancels the call (CANCELLED / ECANCELED) when aborted. */
@@ -67,9 +68,7 @@ export function client<S extends DescService>(desc: S, transport: Transport, cal
   const out: Record<string, unknown> = {};
   for (const method of desc.methods) {
     const toMsg = (init: unknown) => create(method.input as DescMessage, (init ?? {}) as never);
-    const toStream = async function* (inits: AsyncIterable<unknown>) {
-      for await (const init of inits) yield toMsg(init);
-    };
+    const toStream = (inits: AsyncIterable<unknown>) => mapAsync(inits, toMsg);
     switch (method.methodKind) {
       case "unary":
         out[method.localName] = (req: unknown, opts: CallOptions = {}) =>

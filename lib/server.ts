@@ -9,6 +9,7 @@ import {
 } from "@bufbuild/protobuf";
 import { unimplemented } from "./errors.ts";
 import { serverCall } from "./interceptors.ts";
+import { mapAsync } from "./iterators.ts";
 import { type CallContext, methodPath, type ServiceImpl } from "./rpc.ts";
 
 export interface BoundMethod {
@@ -24,8 +25,8 @@ export interface BoundService {
   readonly methods: ReadonlyMap<string, BoundMethod>;
 }
 
-async function* toMessages(desc: DescMessage, source: AsyncIterable<unknown>): AsyncGenerator<Message> {
-  for await (const init of source) yield create(desc, init as never);
+function toMessages(desc: DescMessage, source: AsyncIterable<unknown>): AsyncIterable<Message> {
+  return mapAsync(source, (init) => create(desc, init as never));
 }
 
 export function bindService<S extends DescService>(
