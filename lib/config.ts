@@ -71,14 +71,18 @@ export function systemConfigFrom(flags: Record<string, string | undefined>) {
 /**
  * The Deno permissions a standalone service runs with: network for gRPC, environment for its
  * configuration, read access to its own code; the machine and storage also read and write their
- * data folder (disk images, volumes).
+ * data folder (disk images, volumes), and any service the folders in `extraReadWrite` (Unix
+ * sockets, the root folder of `astra run`).
  */
-export function servicePermissions(name: ServiceName, repoDir: string, dataDir: string): string[] {
+export function servicePermissions(
+  name: ServiceName,
+  repoDir: string,
+  dataDir: string,
+  extraReadWrite: readonly string[] = [],
+): string[] {
   const perms = ["--allow-net", "--allow-env", "--allow-sys=hostname,osRelease,cpus,uid,gid"];
-  if (name === "machine" || name === "storage") {
-    perms.push(`--allow-read=${repoDir},${dataDir}`, `--allow-write=${dataDir}`);
-  } else {
-    perms.push(`--allow-read=${repoDir}`);
-  }
+  const own = [...(name === "machine" || name === "storage" ? [dataDir] : []), ...extraReadWrite];
+  perms.push(own.length ? `--allow-read=${repoDir},${own.join(",")}` : `--allow-read=${repoDir}`);
+  if (own.length) perms.push(`--allow-write=${own.join(",")}`);
   return perms;
 }

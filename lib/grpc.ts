@@ -21,7 +21,7 @@ import {
 import { anyPack, FileDescriptorProtoSchema, MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { StatusSchema } from "../gen/google/rpc/status_pb.ts";
 import { ErrorDetailSchema } from "../gen/astra/common/v1/errors_pb.ts";
-import { AstraError, Code, Errno, toAstraError } from "./errors.ts";
+import { AstraError, Code, Errno, toAstraError, unavailable } from "./errors.ts";
 import { cancelledError } from "./inproc.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./config.ts";
 import { type CallContext, type CallOptions, methodPath, type Transport } from "./rpc.ts";
@@ -115,6 +115,9 @@ export class GrpcServer {
   private readonly server: grpc.Server;
   private readonly health = new HealthImplementation({ "": "NOT_SERVING" });
   private readonly services: BoundService[] = [];
+  private readonly streams = new Set<
+    grpc.ServerWritableStream<Message, Message> | grpc.ServerDuplexStream<Message, Message>
+  >();
   private readonly log;
 
   constructor(readonly name: string, opts: GrpcServerOptions = {}) {
@@ -198,16 +201,16 @@ export class GrpcServer {
         };
       case "server_streaming":
         return (call: grpc.ServerWritableStream<Message, Message>) =>
-          pump(
-            invoke(call.request, this.context(service, method, call)) as AsyncIterable<Message>,
+          this.serveStream(
             call,
+            invoke(call.request, this.context(service, method, call)) as AsyncIterable<Message>,
             fail,
           );
       case "bidi_streaming":
         return (call: grpc.ServerDuplexStream<Message, Message>) =>
-          pump(
-            invoke(requests(call), this.context(service, method, call)) as AsyncIterable<Message>,
+          this.serveStream(
             call,
+            invoke(requests(call), this.context(service, method, call)) as AsyncIterable<Message>,
             fail,
           );
     }
@@ -221,6 +224,7 @@ export class GrpcServer {
     new ReflectionService({ ...healthDefinition, "astra.files": { fileDescriptorProtos } } as never)
       .addToServer(this.server);
     this.health.addToServer(this.server);
+    if (address.startsWith("unix:")) await removeStaleSocket(address.slice("unix:".length));
     const port = await new Promise<number>((resolve, reject) =>
       this.server.bindAsync(
         address,
@@ -240,9 +244,31 @@ export class GrpcServer {
     for (const s of this.services) this.health.setStatus(s.desc.typeName, status);
   }
 
-  /** Stops accepting calls, lets running ones finish for up to `graceMs`, then cuts the rest. */
+  /** Sends a stream's replies; the stream stays known until it ends, so that shutdown can end it. */
+  private async serveStream(
+    call: grpc.ServerWritableStream<Message, Message> | grpc.ServerDuplexStream<Message, Message>,
+    replies: AsyncIterable<Message>,
+    fail: (e: unknown) => grpc.StatusObject,
+  ): Promise<void> {
+    this.streams.add(call);
+    try {
+      await pump(replies, call, fail);
+    } finally {
+      this.streams.delete(call);
+    }
+  }
+
+  /**
+   * Stops accepting calls and ends the open streams at once with UNAVAILABLE (a long-lived stream,
+   * like the trap path's, never ends on its own; its client reconnects elsewhere), lets running
+   * unary calls finish for up to `graceMs`, then cuts the rest.
+   */
   async shutdown(graceMs = 2000): Promise<void> {
     this.setServing(false);
+    for (const call of this.streams) {
+      if (!call.cancelled) call.emit("error", toStatus(unavailable("the server is shutting down")));
+    }
+    this.streams.clear();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.log.warn("forcing shutdown: calls still running", { graceMs });
@@ -258,13 +284,53 @@ export class GrpcServer {
 }
 
 /**
+ * A socket file left behind by a server that died (a restarted service listens on the same path):
+ * nothing listens on it any more, so it goes. Anything else at the path is left alone.
+ */
+async function removeStaleSocket(path: string): Promise<void> {
+  try {
+    if (!(await Deno.lstat(path)).isSocket) return;
+  } catch {
+    return;
+  }
+  try {
+    (await Deno.connect({ transport: "unix", path })).close();
+  } catch {
+    await Deno.remove(path).catch(() => {});
+  }
+}
+
+/**
  * The request messages of a client-streaming or bidi call. Node's default stream iterator destroys
  * the whole duplex when the requests end, which would abort the replies still to be sent.
  */
 function requests(
   call: grpc.ServerReadableStream<Message, Message> | grpc.ServerDuplexStream<Message, Message>,
-) {
-  return call.iterator({ destroyOnReturn: false }) as AsyncIterable<Message>;
+): AsyncIterable<Message> {
+  const source = call.iterator({ destroyOnReturn: false }) as AsyncIterable<Message>;
+  return {
+    [Symbol.asyncIterator]() {
+      const it = source[Symbol.asyncIterator]();
+      return {
+        // The call ending under the reader (client gone, server shutting down) is a cancellation,
+        // not a failure of the handler.
+        next: () =>
+          it.next().catch((e) => {
+            throw call.cancelled || isStatusObject(e) ||
+                (e as { code?: unknown }).code === "ERR_STREAM_PREMATURE_CLOSE"
+              ? cancelledError()
+              : e;
+          }),
+        return: (value?: unknown) => it.return?.(value) ?? Promise.resolve({ done: true, value }),
+      };
+    },
+  };
+}
+
+/** The status a call was ended with (emitted as its error), as opposed to a thrown failure. */
+function isStatusObject(e: unknown): boolean {
+  return typeof e === "object" && e !== null && typeof (e as { code?: unknown }).code === "number" &&
+    "details" in e;
 }
 
 async function pump(
@@ -328,6 +394,10 @@ export class GrpcTransport implements Transport {
       // calls fast meanwhile).
       "grpc.initial_reconnect_backoff_ms": 100,
       "grpc.max_reconnect_backoff_ms": 2000,
+      // Its own connection, closed by close(): in grpc-js's global pool a closed transport's
+      // connection lives on, and a peer going away later still reaches this process (whose
+      // node:http2 can abort on that GOAWAY: see the README's known problems).
+      "grpc.use_local_subchannel_pool": 1,
     });
   }
 

@@ -27,6 +27,12 @@ export interface SupervisorOptions {
   serviceArgs?: string[];
   host?: string;
   ports?: Partial<Record<ServiceName, number>>;
+  /** Whole addresses ("unix:/path" or "host:port") that replace host and port for a service. */
+  addresses?: Partial<Record<ServiceName, string>>;
+  /** Host folders a service may read and write beyond its own (`astra run --root DIR` for storage). */
+  extraReadWrite?: Partial<Record<ServiceName, string[]>>;
+  /** "inherit" gives a service the supervisor's stdin (storage serving the guest's stdin); default none. */
+  stdio?: Partial<Record<ServiceName, "inherit" | "null">>;
 }
 
 export class Supervisor {
@@ -40,7 +46,7 @@ export class Supervisor {
       const port = opts.ports?.[name] ?? DEFAULT_PORTS[name];
       this.children.set(name, {
         name,
-        address: `${host}:${port}`,
+        address: opts.addresses?.[name] ?? `${host}:${port}`,
         startedAt: 0,
         backoffMs: BACKOFF_START_MS,
         restarts: 0,
@@ -90,7 +96,12 @@ export class Supervisor {
     for (const [n, c] of this.children) env[peerEnvVar(n)] = c.address;
     const args = [
       "run",
-      ...servicePermissions(child.name, this.repoDir, this.opts.dataDir),
+      ...servicePermissions(
+        child.name,
+        this.repoDir,
+        this.opts.dataDir,
+        this.opts.extraReadWrite?.[child.name],
+      ),
       `${this.repoDir}/services/${child.name}/main.ts`,
       "--listen",
       child.address,
@@ -99,7 +110,7 @@ export class Supervisor {
     child.process = new Deno.Command(Deno.execPath(), {
       args,
       env,
-      stdin: "null",
+      stdin: this.opts.stdio?.[child.name] ?? "null",
       stdout: "inherit",
       stderr: "inherit",
     })
@@ -124,6 +135,26 @@ export class Supervisor {
       this.spawn(child);
     }, child.backoffMs);
     child.backoffMs = Math.min(child.backoffMs * 2, BACKOFF_MAX_MS);
+  }
+
+  /**
+   * SIGKILL to every service at once, for a system whose state is thrown away (`astra run` when its
+   * program has ended): nothing is flushed, and no service says goodbye to its peers over HTTP/2 —
+   * whose GOAWAY frames Deno's node:http2 can crash on (denoland/deno#36788).
+   */
+  async kill(): Promise<void> {
+    this.stopping = true;
+    await Promise.all([...this.children.values()].map(async (child) => {
+      clearTimeout(child.restartTimer);
+      const p = child.process;
+      if (!p) return;
+      try {
+        p.kill("SIGKILL");
+      } catch {
+        // Already gone.
+      }
+      await p.status;
+    }));
   }
 
   /** SIGTERM to every service in reverse boot order; SIGKILL to any still running after `graceMs`. */
