@@ -1,8 +1,9 @@
 // CPU benchmark: SHA-256 over a buffer, compiled by powerpc64le-linux-gnu-gcc -O2 into a static
 // program. qemu-ppc64le runs the program and times its hot function from inside the guest; the
 // same function, loaded from the same binary into flat memory (no OS), runs on the interpreter and
-// on the block translator. Prints one JSON object: instructions, seconds, MIPS and the slowdown
-// against qemu of each. The three digests must agree.
+// on the block translator, and the whole binary runs as a process on AstraLisp OS (`astra run`,
+// timed from inside the guest like qemu). Prints one JSON object: instructions, seconds, MIPS and
+// the slowdown against qemu of each. The digests must agree.
 //
 //   deno run -A bench/cpu.ts [buffer bytes, default 4 MiB]
 
@@ -172,10 +173,17 @@ try {
   const [qemuDigest, qemuSeconds] = (await run("qemu-ppc64le", [binary, String(SIZE)])).trim().split("\n");
   const interpreter = await onCpu(binary, false);
   const translator = await onCpu(binary, true);
-  for (const [name, result] of [["interpreter", interpreter], ["translator", translator]] as const) {
-    if (result.digest !== qemuDigest) {
-      throw new Error(`${name} digest ${result.digest} differs from qemu's ${qemuDigest}`);
-    }
+  const astra = new URL("../astra", import.meta.url).pathname;
+  const [systemDigest, systemSeconds] = (await run(astra, ["run", "--root", dir, "./sha256", String(SIZE)]))
+    .trim().split("\n");
+  for (
+    const [name, found] of [
+      ["interpreter", interpreter.digest],
+      ["translator", translator.digest],
+      ["astra run", systemDigest],
+    ] as const
+  ) {
+    if (found !== qemuDigest) throw new Error(`${name} digest ${found} differs from qemu's ${qemuDigest}`);
   }
   const qemu = Number(qemuSeconds);
   const instructions = translator.instructions;
@@ -198,6 +206,13 @@ try {
         mips: mips(translator.seconds),
         times_qemu: slowdown(translator.seconds),
         ...translator.translation,
+      },
+      // The same binary as a process on the whole system (embedded): MMU, demand paging, kernel calls.
+      system: {
+        seconds: Number(systemSeconds),
+        mips: mips(Number(systemSeconds)),
+        times_qemu: slowdown(Number(systemSeconds)),
+        target_times_qemu: 25,
       },
     },
     null,

@@ -25,6 +25,10 @@ usage: ./astra <command> [options]
   boot [--transport embedded|grpc] [--listen ADDR] [--memory 1G] [--numa N] [--cpus N] [--data-dir DIR]
         boot all five services: in one process (embedded, default; one gRPC port for clients,
         default ${DEFAULT_GATEWAY_ADDRESS}) or each as its own supervised process (grpc, ports 7701-7705)
+  run [--root DIR] [--transport embedded|grpc] [--env K=V]... [--clear-env] [--memory 1G] [--cpus N]
+      PROGRAM [ARGS...]
+        run a static ppc64le Linux program with DIR (default: the current folder) as its root
+        and the caller's stdin/stdout/stderr; exits with its status (128+N if killed by signal N)
   serve NAME [--listen HOST:PORT] [--peer NAME=HOST:PORT]...
         run one service alone (NAME: ${SERVICE_NAMES.join(", ")})
   call SERVICE METHOD [JSON] [--endpoint ADDR] [--timeout MS]
@@ -184,6 +188,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   kv,
   mkfs,
   fsck,
+  run: async (args) => (await import("./run.ts")).run(args),
   storage: async (args) => (await import("./storage.ts")).storageCommand(args),
   test,
   gen: (args) => gen(args.includes("--check")),

@@ -1,7 +1,7 @@
 // The emulated machine's state: configuration, firmware memory map, guest physical memory, the
 // interrupt controller with the timebase and the per-CPU decrementers, the MMIO bus with the
-// console UART and (once powered on) the disk controllers, and the MMU's partition-table
-// registers. The CPU cores attach here as they arrive.
+// console UART and (once powered on) the disk controllers, the MMU with its partition-table
+// registers, and the CPUs that run guest threads.
 import { AstraError, Code, Errno, invalidArgument, unavailable } from "../../lib/errors.ts";
 import { logger } from "../../lib/log.ts";
 import type { DeviceConfig } from "./config.ts";
@@ -10,8 +10,11 @@ import { AHCI_IRQ, DiskControllers, NVME_FIRST_IRQ, NVME_VECTORS } from "./contr
 import { TIMEBASE_FREQUENCY } from "./devices/intc.ts";
 import { MmioBus } from "./devices/mmio.ts";
 import { firmwareMemoryMap, type FirmwareRegion, isRamType, MMIO_BASE } from "./firmware.ts";
+import { CpuComplex } from "./cpus.ts";
 import { InterruptHub } from "./interrupts.ts";
+import type { KernelSide } from "./kernel_side.ts";
 import { PhysicalMemory } from "./memory.ts";
+import { Mmu } from "./mmu.ts";
 import { Uart, UART_MMIO_SIZE } from "./uart.ts";
 
 /** POWER9's timebase runs at 512 MHz. */
@@ -29,6 +32,8 @@ export interface MachineConfig {
   /** Host folder for the disk images. */
   dataDir: string;
   devices: DeviceConfig;
+  /** Makes the kernel side the CPUs ask, when a thread first runs; without it threads cannot run. */
+  kernelSide?: () => KernelSide;
 }
 
 export type DeviceKind = "interrupt-controller" | "uart" | "ahci" | "nvme";
@@ -58,6 +63,8 @@ export class Machine {
   readonly interrupts: InterruptHub;
   readonly bus = new MmioBus();
   readonly uart: Uart;
+  readonly mmu: Mmu;
+  readonly cpus: CpuComplex;
   private readonly poweredOnAt = performance.now();
   #controllers: DiskControllers | undefined;
   partitionTable: PartitionTable | undefined;
@@ -68,6 +75,16 @@ export class Machine {
     this.interrupts = new InterruptHub({ cpus: config.cpus, log: logger("machine") });
     this.uart = new Uart(this.console, this.interrupts.controller, UART_IRQ);
     this.bus.map("uart0", UART_MMIO_BASE, UART_MMIO_SIZE, this.uart);
+    this.mmu = new Mmu(this.memory);
+    this.cpus = new CpuComplex({
+      cpus: config.cpus,
+      mmu: this.mmu,
+      physical: this.memory,
+      log: logger("machine"),
+      timebase: () => Number(this.timebase),
+      clockNanos: () => BigInt(this.uptimeNanos),
+      kernelSide: config.kernelSide,
+    });
   }
 
   /** Opens the disk images, brings up the disk controllers and starts the decrementer timer. */
@@ -83,8 +100,9 @@ export class Machine {
     this.interrupts.start();
   }
 
-  /** Lets the disks finish what is in flight, flushes and closes their images, ends every handler. */
+  /** Stops the CPUs, lets the disks finish what is in flight, flushes and closes their images, ends every handler. */
   async powerOff(): Promise<void> {
+    await this.cpus.shutdown();
     const controllers = this.#controllers;
     this.#controllers = undefined;
     try {
@@ -177,9 +195,10 @@ export class Machine {
 
   /**
    * Programs the partition-table entry of the hashed page table: HTABORG must be aligned to the
-   * table's size (2^(18+HTABSIZE) bytes) and the whole table must be RAM.
+   * table's size (2^(18+HTABSIZE) bytes) and the whole table must be RAM. Returns the cached
+   * translations dropped.
    */
-  setPartitionTable(htabOrigin: number, htabSize: number): void {
+  setPartitionTable(htabOrigin: number, htabSize: number): number {
     if (!Number.isInteger(htabSize) || htabSize < 0 || htabSize > 28) {
       throw invalidArgument("htab_size", `HTABSIZE must be 0..28, not ${htabSize}`);
     }
@@ -192,6 +211,7 @@ export class Machine {
     }
     this.memory.check(htabOrigin, bytes);
     this.partitionTable = { htabOrigin, htabSize };
+    return this.cpus.setHashTable(htabOrigin, htabSize);
   }
 }
 

@@ -1,11 +1,18 @@
 // Guest physical memory. RAM is allocated lazily in 64 KiB chunks (zero-filled on first touch), so a
 // machine with gigabytes of RAM costs only what the guest uses. Every access is checked against the
 // firmware map: a hole, a BAD range or a device range is not RAM and faults.
+//
+// The CPUs read and write RAM directly through views of its chunks (their software TLBs hold
+// them), so a chunk handed out as a view stays the same host memory for the machine's life. Writes
+// made through write() and fill() (DMA, the kernel side's copies, WritePhysical) are reported to
+// the observers, which drop instructions the CPUs decoded from the bytes that changed.
 import { AstraError, Code, Errno } from "../../lib/errors.ts";
 import type { FirmwareRegion } from "./firmware.ts";
 
 export const CHUNK_SHIFT = 16;
 export const CHUNK_SIZE = 1 << CHUNK_SHIFT;
+/** The smallest page the MMU maps: a chunk view is checked page by page. */
+const PAGE_BYTES = 4096;
 
 interface RamRange {
   start: number;
@@ -16,8 +23,14 @@ function hex(n: number): string {
   return "0x" + n.toString(16);
 }
 
+/** Told of every write() and fill(): [address, address + length) changed. */
+export type WriteObserver = (address: number, length: number) => void;
+
 export class PhysicalMemory {
   private readonly chunks = new Map<number, Uint8Array>();
+  /** Views of the chunks the CPUs access directly; such a chunk is never released. */
+  private readonly views = new Map<number, DataView>();
+  private readonly observers: WriteObserver[] = [];
   private readonly ram: RamRange[];
 
   constructor(map: readonly FirmwareRegion[]) {
@@ -75,6 +88,27 @@ export class PhysicalMemory {
     );
   }
 
+  /** Adds a write observer (see the file comment). */
+  observeWrites(observer: WriteObserver): void {
+    this.observers.push(observer);
+  }
+
+  /**
+   * A view of the 64 KiB chunk holding RAM address `address`, for direct access; throws EFAULT
+   * unless the whole 4 KiB page holding it is RAM. The same view for every call on the chunk.
+   */
+  chunkView(address: number): DataView {
+    this.check(address - (address % PAGE_BYTES), PAGE_BYTES);
+    const index = Math.floor(address / CHUNK_SIZE);
+    let view = this.views.get(index);
+    if (!view) {
+      const bytes = this.chunk(index);
+      view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      this.views.set(index, view);
+    }
+    return view;
+  }
+
   private chunk(index: number): Uint8Array {
     let c = this.chunks.get(index);
     if (!c) {
@@ -116,13 +150,21 @@ export class PhysicalMemory {
     this.eachPiece(address, data.length, (index, offset, size, done) => {
       this.chunk(index).set(data.subarray(done, done + size), offset);
     });
+    this.notify(address, data.length);
   }
 
   fill(address: number, length: number, value: number): void {
     this.check(address, length);
     this.eachPiece(address, length, (index, offset, size) => {
-      if (value === 0 && size === CHUNK_SIZE) this.chunks.delete(index); // a zeroed chunk needs no backing
+      // A zeroed chunk needs no backing, unless a CPU holds a view of it.
+      if (value === 0 && size === CHUNK_SIZE && !this.views.has(index)) this.chunks.delete(index);
       else if (value !== 0 || this.chunks.has(index)) this.chunk(index).fill(value, offset, offset + size);
     });
+    this.notify(address, length);
+  }
+
+  private notify(address: number, length: number): void {
+    if (length === 0) return;
+    for (const observer of this.observers) observer(address, length);
   }
 }

@@ -265,6 +265,7 @@ export class Mmu {
   /** Forgets a context: its SLB and its TLB entries (the address space was destroyed). */
   removeContext(context: number): void {
     this.contexts.delete(context);
+    this.translators.delete(context);
     this.invalidateContext(context);
   }
 
@@ -308,17 +309,57 @@ export class Mmu {
     }
   }
 
-  /** Flushes every TLB entry translating through a VSID, whatever context loaded it. */
-  invalidateVsid(vsid: number): void {
+  /** Flushes every TLB entry translating through a VSID, whatever context loaded it; returns how many. */
+  invalidateVsid(vsid: number): number {
     const tlb = this.tlb;
+    let dropped = 0;
     for (let slot = 0; slot <= tlb.mask; slot++) {
-      if (tlb.page[slot] !== EMPTY && tlb.vsid[slot] === vsid) tlb.page[slot] = EMPTY;
+      if (tlb.page[slot] !== EMPTY && tlb.vsid[slot] === vsid) {
+        tlb.page[slot] = EMPTY;
+        dropped++;
+      }
     }
+    return dropped;
   }
 
-  /** Flushes the whole TLB (tlbia). */
-  invalidateAll(): void {
+  /**
+   * Flushes the TLB entries of [ea, ea + bytes) translated through a VSID, in whichever context
+   * (tlbie with a virtual address: the page is named by its segment, not by a process); returns
+   * how many.
+   */
+  invalidateVirtualPage(vsid: number, ea: number, bytes = TLB_PAGE_BYTES): number {
+    const tlb = this.tlb;
+    const first = Math.floor(ea / TLB_PAGE_BYTES);
+    const last = Math.floor((ea + Math.max(bytes, 1) - 1) / TLB_PAGE_BYTES);
+    let dropped = 0;
+    if ((last - first + 1) * this.translators.size > tlb.mask) {
+      for (let slot = 0; slot <= tlb.mask; slot++) {
+        const page = tlb.page[slot];
+        if (page !== EMPTY && page >= first && page <= last && tlb.vsid[slot] === vsid) {
+          tlb.page[slot] = EMPTY;
+          dropped++;
+        }
+      }
+      return dropped;
+    }
+    for (const translator of this.translators.values()) {
+      for (let page = first; page <= last; page++) {
+        const slot = translator.slotOf(page);
+        if (tlb.page[slot] === page && tlb.context[slot] === translator.context && tlb.vsid[slot] === vsid) {
+          tlb.page[slot] = EMPTY;
+          dropped++;
+        }
+      }
+    }
+    return dropped;
+  }
+
+  /** Flushes the whole TLB (tlbia); returns how many entries were valid. */
+  invalidateAll(): number {
+    let valid = 0;
+    for (let slot = 0; slot <= this.tlb.mask; slot++) if (this.tlb.page[slot] !== EMPTY) valid++;
     this.tlb.page.fill(EMPTY);
+    return valid;
   }
 
   private invalidateSegmentOf(context: number, entry: SlbEntry): void {

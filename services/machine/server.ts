@@ -1,5 +1,5 @@
-// The machine service's RPC surface: decode, validate, call the machine, encode.
-import { CpuRunState } from "../../gen/astra/machine/v1/cpu_pb.ts";
+// The machine service's RPC surface: decode, validate, call the machine, encode. The CPU side
+// (CPUs, thread contexts, a thread's memory, the MMU) is in cpu_server.ts.
 import {
   DeviceKind as ProtoDeviceKind,
   DiskController as ProtoDiskController,
@@ -11,16 +11,19 @@ import {
 import { InterruptService } from "../../gen/astra/machine/v1/interrupts_pb.ts";
 import { MachineService } from "../../gen/astra/machine/v1/machine_pb.ts";
 import { Errno, invalidArgument, outOfRange } from "../../lib/errors.ts";
-import type { ServiceModule, SystemConfig } from "../../lib/module.ts";
-import { bindService, pendingMethods } from "../../lib/server.ts";
+import type { Peers, ServiceModule, SystemConfig } from "../../lib/module.ts";
+import { bindService } from "../../lib/server.ts";
 import { type DeviceConfig, deviceConfigFrom } from "./config.ts";
+import { HWCAP, HWCAP2 } from "./cpu/features.ts";
+import { DCACHE_BLOCK_BYTES } from "./cpu/interpreter.ts";
+import { cpuMethods, cpuSummaries } from "./cpu_server.ts";
 import type { MmioWidth } from "./devices/mmio.ts";
 import type { DiskController, DiskLocation, DiskReport } from "./disks.ts";
 import type { FirmwareRegionType } from "./firmware.ts";
 import { interruptServiceImpl } from "./interrupt_server.ts";
+import type { KernelSide } from "./kernel_side.ts";
 import { type DeviceKind, Machine, MAX_PHYSICAL_TRANSFER, safeNumber, TIMEBASE_HZ } from "./machine.ts";
-
-const CPU_WORK = "issue #3 (the POWER CPU, exec, memory and the first system calls)";
+import { peerKernelSide } from "./trap_path.ts";
 
 const MEMORY_TYPES: Record<FirmwareRegionType, MemoryType> = {
   usable: MemoryType.USABLE,
@@ -125,16 +128,27 @@ function encodeDisk(d: DiskReport) {
   };
 }
 
+/** Makes the kernel side the CPUs ask when threads trap (trap_path.ts makes one over the peers). */
+export type KernelSideFactory = (peers: Peers) => KernelSide;
+
 /**
  * The machine service. Its devices come from `devices` (by default the environment: see
- * config.ts); the disk images live in the data folder and open at start, close at stop.
+ * config.ts); the disk images live in the data folder and open at start, close at stop. The CPUs
+ * ask the kernel side `kernelSide` makes over the peers (by default the trap path to sched, vmm and
+ * storage), made when a thread is first put on a CPU; with `null` the machine boots and
+ * serves everything but running threads.
  */
 export function createMachine(
-  _peers: unknown,
+  peers: Peers,
   config: SystemConfig,
   devices: DeviceConfig = deviceConfigFrom(),
+  kernelSide: KernelSideFactory | null = peerKernelSide,
 ): ServiceModule {
-  const machine = new Machine({ ...config, devices });
+  const machine = new Machine({
+    ...config,
+    devices,
+    kernelSide: kernelSide === null ? undefined : () => kernelSide(peers),
+  });
   const numaNodes = () =>
     machine.ramBytesByNode().map((bytes, node) => ({
       node,
@@ -143,15 +157,9 @@ export function createMachine(
         machine.nodeOfCpu(cpu) === node
       ),
     }));
-  const cpuSummaries = () =>
-    Array.from({ length: config.cpus }, (_, cpu) => ({
-      cpu,
-      state: CpuRunState.STOPPED,
-      numaNode: machine.nodeOfCpu(cpu),
-    }));
 
   const machineService = bindService("machine", MachineService, {
-    ...pendingMethods(MachineService, CPU_WORK),
+    ...cpuMethods(machine),
     getInfo: () => ({
       model: "AstraLisp POWER9 (emulated)",
       platform: "power9",
@@ -162,7 +170,7 @@ export function createMachine(
       timebaseFrequency: BigInt(TIMEBASE_HZ),
       timebase: machine.timebase,
       uptimeNanos: BigInt(machine.uptimeNanos),
-      cpus: cpuSummaries(),
+      cpus: cpuSummaries(machine),
       devices: machine.devices().map((d) => ({
         name: d.name,
         kind: DEVICE_KINDS[d.kind],
@@ -173,11 +181,10 @@ export function createMachine(
         mmioWrites: BigInt(d.mmioWrites),
         interruptsRaised: BigInt(d.interruptsRaised),
       })),
-      // No instruction is implemented until the CPU arrives: nothing to advertise in AT_HWCAP.
-      hwcap: 0n,
-      hwcap2: 0n,
-      dcacheBlockBytes: 128,
-      icacheBlockBytes: 128,
+      hwcap: BigInt(HWCAP),
+      hwcap2: BigInt(HWCAP2),
+      dcacheBlockBytes: DCACHE_BLOCK_BYTES,
+      icacheBlockBytes: DCACHE_BLOCK_BYTES,
       htabOrigin: BigInt(machine.partitionTable?.htabOrigin ?? 0),
       htabSize: machine.partitionTable?.htabSize ?? 0,
     }),
@@ -215,12 +222,6 @@ export function createMachine(
       }
       machine.bus.write(safeNumber(req.address, "address"), width, req.value);
       return {};
-    },
-    listCpus: () => ({ cpus: cpuSummaries() }),
-    setPartitionTable: (req) => {
-      machine.setPartitionTable(safeNumber(req.htabOrigin, "htab_origin"), req.htabSize);
-      // There is no software TLB before the CPU arrives, so nothing is dropped.
-      return { entriesInvalidated: 0n };
     },
     writeConsole: (req) => {
       machine.console.write(req.data);

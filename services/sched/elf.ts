@@ -84,6 +84,11 @@ export interface ElfLoadOptions {
   userAddressLimit?: bigint;
   /** Static PIE only: the lowest segment is placed at this address rounded up to its alignment. */
   staticPieBase?: bigint;
+  /**
+   * The file's size when `image` is only its beginning (at least the ELF header and the program
+   * header table): the loader reads no more of a file than it must, the segments map the rest.
+   */
+  fileSize?: bigint;
 }
 
 /** One PT_LOAD segment, relocated by the load bias. */
@@ -294,7 +299,13 @@ export function parseElfExecutable(image: Uint8Array, options: ElfLoadOptions = 
     throw refuse(`truncated ELF header: the file has ${image.length} bytes, the ELF64 header needs 64`);
   }
   const view = new DataView(image.buffer, image.byteOffset, image.byteLength);
-  const fileSize = BigInt(image.length);
+  const fileSize = options.fileSize ?? BigInt(image.length);
+  if (fileSize < BigInt(image.length)) {
+    throw invalidArgument(
+      "fileSize",
+      `file size ${fileSize} is smaller than the ${image.length} bytes given`,
+    );
+  }
 
   const type = view.getUint16(16, true);
   if (type === ET_REL) throw refuse("relocatable object (ET_REL) is not an executable: link it first");
@@ -335,6 +346,14 @@ export function parseElfExecutable(image: Uint8Array, options: ElfLoadOptions = 
     throw refuse(
       `program header table [${hex(phoff)}, ${hex(phoff + tableBytes)}) extends past the end of the file ` +
         `(${fileSize} bytes); the file is truncated`,
+    );
+  }
+  if (phoff + tableBytes > BigInt(image.length)) {
+    throw invalidArgument(
+      "image",
+      `the ${image.length} bytes given end before the program header table [${hex(phoff)}, ${
+        hex(phoff + tableBytes)
+      })`,
     );
   }
 

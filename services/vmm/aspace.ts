@@ -65,6 +65,15 @@ export interface FileStore {
   write(file: MappedFile, offset: number, bytes: Uint8Array): Awaitable<void>;
 }
 
+/**
+ * Hears of every mapping and shared memory object that starts or stops using a file, pieces of
+ * splits and merges included: what keeps storage's open file descriptions held (holds.ts).
+ */
+export interface FileUsers {
+  attach(file: MappedFile): void;
+  detach(file: MappedFile): void;
+}
+
 /** The machine's MMU as vmm drives it; the Mmu class itself in the embedded system. */
 export interface MmuControl {
   invalidatePage(context: number, ea: number, bytes: number): void;
@@ -98,6 +107,8 @@ export interface MemoryManagerOptions {
   files: FileStore;
   hpt: HashPageTable;
   mmu: MmuControl;
+  /** Told of every use of a file by a mapping or shared object. */
+  fileUsers?: FileUsers;
   /** 4096 (the default, what qemu-ppc64le reports) or 65536. */
   pageSize?: number;
   /** TASK_SIZE; 2^47 by default (ppc64's 128 TiB window). */
@@ -209,6 +220,7 @@ export class MemoryManager {
   readonly files: FileStore;
   readonly hpt: HashPageTable;
   readonly mmu: MmuControl;
+  readonly fileUsers: FileUsers | null;
   readonly pageSize: number;
   readonly pageShift: PageShift;
   readonly userLimit: number;
@@ -224,6 +236,7 @@ export class MemoryManager {
     this.files = options.files;
     this.hpt = options.hpt;
     this.mmu = options.mmu;
+    this.fileUsers = options.fileUsers ?? null;
     const pageSize = options.pageSize ?? 4096;
     if (pageSize !== 4096 && pageSize !== 65536) {
       throw invalidArgument("pageSize", `page size ${pageSize} is not 4096 or 65536`);
@@ -235,7 +248,7 @@ export class MemoryManager {
       throw invalidArgument("userLimit", "user addresses must lie below 2^47");
     }
     this.minAddress = options.minAddress ?? DEFAULT_MIN_ADDRESS;
-    this.sharedMemory = new SharedMemory(this.frames, this.memory, this.files, pageSize);
+    this.sharedMemory = new SharedMemory(this.frames, this.memory, this.files, pageSize, this.fileUsers);
   }
 
   /** A new, empty address space (exec). */
@@ -304,6 +317,7 @@ export class SharedMemory {
     private readonly memory: GuestMemory,
     private readonly files: FileStore,
     private readonly pageSize: number,
+    private readonly fileUsers: FileUsers | null,
   ) {}
 
   /** Objects alive (mapped somewhere). */
@@ -326,6 +340,8 @@ export class SharedMemory {
     if (!object) {
       object = new SharedObject(key, vma.backing.kind === "file" ? vma.backing.file : null);
       this.objects.set(key, object);
+      // The object reads and writes back through its first mapping's file, even after that mapping.
+      if (object.file) this.fileUsers?.attach(object.file);
     }
     object.mappings++;
   }
@@ -405,6 +421,7 @@ export class SharedMemory {
       await Promise.all(object.loading.values());
       for (const page of object.pages.values()) await this.frames.release(page.frame);
       object.pages.clear();
+      if (object.file) this.fileUsers?.detach(object.file);
     }
   }
 }
@@ -438,7 +455,17 @@ export class AddressSpace {
   ) {
     this.pageSize = manager.pageSize;
     const shared = manager.sharedMemory;
-    this.vmas = makeVmas({ attach: (vma) => shared.attach(vma), detach: (vma) => shared.detach(vma) });
+    const files = manager.fileUsers;
+    this.vmas = makeVmas({
+      attach: (vma) => {
+        shared.attach(vma);
+        if (vma.backing.kind === "file") files?.attach(vma.backing.file);
+      },
+      detach: (vma) => {
+        shared.detach(vma);
+        if (vma.backing.kind === "file") files?.detach(vma.backing.file);
+      },
+    });
   }
 
   /** Resident pages. */

@@ -10,6 +10,7 @@ import { htabBytes } from "../../lib/ppc/hpt.ts";
 import type { Client } from "../../lib/rpc.ts";
 import { type OpenFileSource, OpenFileStore } from "./files.ts";
 import { OwnedFrames } from "./frames.ts";
+import { FileHolds } from "./holds.ts";
 import { HashPageTable } from "./hpt.ts";
 import { MachineMemory, MachineTlb, TranslationBatch } from "./remote.ts";
 import { AddressSpaces } from "./spaces.ts";
@@ -35,7 +36,7 @@ export interface VmmPeers {
 export interface BootSettings {
   memoryBytes: number;
   cpus: number;
-  files: OpenFileSource | null;
+  files: OpenFileSource;
   log: Logger;
 }
 
@@ -80,9 +81,11 @@ export async function bootAddressSpaces(
   }
 
   const hpt = new HashPageTable({ origin, sizeField }, batch);
+  const files = new OpenFileStore(settings.files);
   const spaces = new AddressSpaces({
     memory: new MachineMemory(machine),
-    files: new OpenFileStore(settings.files),
+    files,
+    holds: new FileHolds((openFileId) => files.release(openFileId), settings.log),
     hpt,
     batch,
     tlb,

@@ -1,16 +1,24 @@
 // The files behind file mappings. A mapping names the storage service's open file description
 // (FileBacking.open_file_id), which it keeps open after the descriptor is closed, as Linux's
-// vm_file does; vmm reads page contents through that description and writes shared pages back
-// through it. Where the bytes come from is an OpenFileSource: storage's VFS in the running system.
+// vm_file does (holds.ts); vmm reads page contents through that description and writes shared
+// pages back through it. Where the bytes come from is an OpenFileSource: storage's VFS in the
+// running system (storage_files.ts).
 import { Errno } from "../../lib/errors.ts";
 import type { FileStore } from "./aspace.ts";
 import { type MappedFile, memoryError } from "./vma.ts";
 
-/** Reads and writes of open file descriptions, by the id storage gave them. */
+/** Open file descriptions, by the id storage gave them: holds on them, reads and writes. */
 export interface OpenFileSource {
   /** Up to `length` bytes at `offset`: fewer at the end of the file, none beyond it. */
   read(openFileId: bigint, offset: number, length: number): Promise<Uint8Array>;
   write(openFileId: bigint, offset: number, bytes: Uint8Array): Promise<void>;
+  /**
+   * A new hold on the description behind a process's descriptor, for mmap(fd): EBADF, EACCES
+   * (not open for reading) or ENODEV (not mappable) otherwise.
+   */
+  hold(pid: number, fd: number): Promise<FileBackingFields>;
+  /** Gives back one hold. */
+  release(openFileId: bigint): Promise<void>;
 }
 
 /** A mapped file and the open file description the mapping reads it through. */
@@ -61,26 +69,24 @@ function openFileIdOf(file: MappedFile): bigint {
   return id;
 }
 
-/** The FileStore address spaces read file pages through; without a source every access is ENODEV. */
+/** The FileStore address spaces read file pages through, over an OpenFileSource. */
 export class OpenFileStore implements FileStore {
-  constructor(private readonly source: OpenFileSource | null) {}
-
-  get available(): boolean {
-    return this.source !== null;
-  }
+  constructor(private readonly source: OpenFileSource) {}
 
   read(file: MappedFile, offset: number, length: number): Promise<Uint8Array> {
-    return this.required().read(openFileIdOf(file), offset, length);
+    return this.source.read(openFileIdOf(file), offset, length);
   }
 
   write(file: MappedFile, offset: number, bytes: Uint8Array): Promise<void> {
-    return this.required().write(openFileIdOf(file), offset, bytes);
+    return this.source.write(openFileIdOf(file), offset, bytes);
   }
 
-  private required(): OpenFileSource {
-    if (!this.source) {
-      throw memoryError(Errno.ENODEV, "file", "no file source is configured for mapped files");
-    }
-    return this.source;
+  /** The file behind descriptor `fd` of process `pid`, held for a mapping (holds.ts owns the hold). */
+  async hold(pid: number, fd: number): Promise<BackedFile> {
+    return backedFile(await this.source.hold(pid, fd));
+  }
+
+  release(openFileId: bigint): Promise<void> {
+    return this.source.release(openFileId);
   }
 }

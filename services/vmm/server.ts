@@ -4,6 +4,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { MachineService } from "../../gen/astra/machine/v1/machine_pb.ts";
 import { PmmService } from "../../gen/astra/pmm/v1/pmm_pb.ts";
+import { VfsService } from "../../gen/astra/storage/v1/vfs_pb.ts";
 import {
   AccessType as ProtoAccess,
   Advice,
@@ -27,7 +28,9 @@ import { bindService } from "../../lib/server.ts";
 import type { AccessType } from "./aspace.ts";
 import { bootAddressSpaces } from "./boot.ts";
 import { type BackedFile, backedFile, type OpenFileSource } from "./files.ts";
+import { runMemoryCall, serveMemoryCalls } from "./kernel_calls.ts";
 import { type AddressSpaces, ALL_PAGE_FLAGS, type MappingInfo } from "./spaces.ts";
+import { StorageFileSource } from "./storage_files.ts";
 import {
   MADV_DOFORK,
   MADV_DONTFORK,
@@ -56,7 +59,7 @@ import {
 } from "./vma.ts";
 
 export interface VmmOptions {
-  /** Where file mappings read their pages (storage's open file descriptions). */
+  /** Where file mappings read their pages; storage's open file descriptions unless given. */
   files?: OpenFileSource;
 }
 
@@ -180,6 +183,8 @@ export function createVmm(peers: Peers, config: SystemConfig, options: VmmOption
   const log = logger("vmm");
   const pmm = client(PmmService, peers.pmm, "vmm");
   const machine = client(MachineService, peers.machine, "vmm");
+  // Storage boots after vmm: its client is first used by a file mapping, never at boot.
+  const files = options.files ?? new StorageFileSource(client(VfsService, peers.storage, "vmm"));
   let booted: AddressSpaces | undefined;
   const spaces = (): AddressSpaces => {
     if (!booted) throw unavailable("vmm is starting: the hashed page table is not set up yet");
@@ -291,6 +296,7 @@ export function createVmm(peers: Peers, config: SystemConfig, options: VmmOption
       if (placementFlags === undefined) throw invalid("placement", `placement ${req.placement} is unknown`);
       if (!(req.role in MappingRole)) throw invalid("role", `mapping role ${req.role} is unknown`);
       const anonymous = (kindFlags & MAP_ANONYMOUS) !== 0;
+      // The caller's hold on the file becomes vmm's with the first mapping of it (holds.ts).
       const backing = anonymous ? null : fileOf(req.file);
       const flags = kindFlags | placementFlags | (req.populate ? MAP_POPULATE : 0) |
         (req.growsDown ? MAP_GROWSDOWN : 0) | (req.noReserve ? MAP_NORESERVE : 0);
@@ -363,6 +369,7 @@ export function createVmm(peers: Peers, config: SystemConfig, options: VmmOption
     getSegment: async (req) => ({
       segment: encodeSegment(await spaces().segment(req.spaceId, userNumber(req.address))),
     }),
+    kernelCall: (requests) => serveMemoryCalls(requests, (request) => runMemoryCall(spaces, request, log)),
     getStatistics: () => {
       if (!booted) return {};
       const s = booted.statistics();
@@ -402,7 +409,7 @@ export function createVmm(peers: Peers, config: SystemConfig, options: VmmOption
       const { spaces, line } = await bootAddressSpaces({ machine, pmm }, {
         memoryBytes: config.memoryBytes,
         cpus: config.cpus,
-        files: options.files ?? null,
+        files,
         log,
       });
       booted = spaces;

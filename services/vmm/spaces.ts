@@ -2,8 +2,9 @@
 // the contract. The memory manager (aspace.ts) decides layouts, faults and copy-on-write; this
 // layer adds what a service needs around it: ids that are never reused (not even across a
 // restart), one call at a time per address space, the frames' owner for pmm, a commit of the
-// batched table changes at the end of every call, the figures, and the pages whose frames an
-// address space's own page table does not hold ("foreign" pages):
+// batched table changes at the end of every call, the holds on the files mappings use (given back
+// at the end of the call that unmapped their last user), the figures, and the pages whose frames
+// an address space's own page table does not hold ("foreign" pages):
 //
 // - explicit pages (MapPage, MapRegion): a physical frame the caller owns, mapped as Linux's
 //   remap_pfn_range maps one. An anonymous mapping of the same range reserves the addresses (so
@@ -40,6 +41,7 @@ import {
 } from "./aspace.ts";
 import type { BackedFile, OpenFileStore } from "./files.ts";
 import { type FrameAccount, frameOwner, type OwnedFrames } from "./frames.ts";
+import type { FileHolds, HoldOrigin } from "./holds.ts";
 import type { HashPageTable } from "./hpt.ts";
 import type { MachineTlb, TranslationBatch } from "./remote.ts";
 import {
@@ -110,6 +112,8 @@ export interface MmapArguments {
   /** Linux's MAP_* flags. */
   flags: number;
   file: BackedFile | null;
+  /** Whose hold on `file`'s description the mapping uses (holds.ts); "lent" when absent. */
+  hold?: HoldOrigin;
   offset: number;
   role: MappingRole;
 }
@@ -150,6 +154,7 @@ export interface VmmStatistics {
 export interface AddressSpacesOptions {
   memory: GuestMemory;
   files: OpenFileStore;
+  holds: FileHolds;
   hpt: HashPageTable;
   batch: TranslationBatch;
   tlb: MachineTlb;
@@ -227,8 +232,10 @@ class SpaceRecord {
 export class AddressSpaces {
   readonly manager: MemoryManager;
   readonly pageSize: number;
+  /** The files mappings read, and where mmap(fd) holds a descriptor's file. */
+  readonly files: OpenFileStore;
+  private readonly holds: FileHolds;
   private readonly memory: GuestMemory;
-  private readonly files: OpenFileStore;
   private readonly hpt: HashPageTable;
   private readonly batch: TranslationBatch;
   private readonly tlb: MachineTlb;
@@ -256,6 +263,7 @@ export class AddressSpaces {
   constructor(options: AddressSpacesOptions) {
     this.memory = options.memory;
     this.files = options.files;
+    this.holds = options.holds;
     this.hpt = options.hpt;
     this.batch = options.batch;
     this.tlb = options.tlb;
@@ -268,6 +276,7 @@ export class AddressSpaces {
       files: options.files,
       hpt: options.hpt,
       mmu: this.shootdown(),
+      fileUsers: options.holds,
     });
     this.pageSize = this.manager.pageSize;
   }
@@ -343,7 +352,11 @@ export class AddressSpaces {
       try {
         return await task(account);
       } finally {
-        await this.batch.commit();
+        try {
+          await this.batch.commit();
+        } finally {
+          await this.holds.settle();
+        }
       }
     });
   }
@@ -1030,12 +1043,14 @@ export class AddressSpaces {
   // --- system calls -----------------------------------------------------------------------
 
   mmap(id: bigint, request: MmapArguments): Promise<number> {
+    const file = request.flags & MAP_ANONYMOUS ? null : request.file;
+    if (!file) return this.mapInto(id, request);
+    return this.holds.mapping(file.openFileId, request.hold ?? "lent", () => this.mapInto(id, request));
+  }
+
+  private mapInto(id: bigint, request: MmapArguments): Promise<number> {
     return this.withSpace(id, async (record) => {
       const { address, length, prot, flags, file, offset, role } = request;
-      const anonymous = (flags & MAP_ANONYMOUS) !== 0;
-      if (file && !anonymous && !this.files.available) {
-        throw memoryError(Errno.ENODEV, "file", "mapping files needs a file source, and vmm has none");
-      }
       this.checkRole(role, request);
       const space = record.space;
       // MAP_FIXED replaces whatever foreign pages lie in the range: detach them first, so that

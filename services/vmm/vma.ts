@@ -36,10 +36,16 @@ export const MAP_HUGETLB = 0x040000;
 export const MAP_SYNC = 0x080000;
 export const MAP_FIXED_NOREPLACE = 0x100000;
 export const MAP_UNINITIALIZED = 0x4000000;
-/** Every flag this implementation knows; MAP_SHARED_VALIDATE refuses others with EOPNOTSUPP. */
-const MAP_KNOWN_FLAGS = MAP_TYPE | MAP_FIXED | MAP_ANONYMOUS | MAP_NORESERVE | MAP_LOCKED | MAP_GROWSDOWN |
-  MAP_DENYWRITE | MAP_EXECUTABLE | MAP_POPULATE | MAP_NONBLOCK | MAP_STACK | MAP_HUGETLB | MAP_SYNC |
-  MAP_FIXED_NOREPLACE | MAP_UNINITIALIZED;
+/** MAP_HUGE_2MB and MAP_HUGE_1GB: page-size selectors in bits 26..31 (MAP_HUGE_SHIFT). */
+const MAP_HUGE_2MB = 21 << 26;
+const MAP_HUGE_1GB = 30 << 26;
+/**
+ * Linux's LEGACY_MAP_MASK: what MAP_SHARED_VALIDATE accepts of a file without mmap_supported_flags
+ * (every file here); others, MAP_SYNC and MAP_FIXED_NOREPLACE among them, are EOPNOTSUPP.
+ */
+const LEGACY_MAP_MASK = MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_DENYWRITE |
+  MAP_EXECUTABLE | MAP_UNINITIALIZED | MAP_GROWSDOWN | MAP_LOCKED | MAP_NORESERVE | MAP_POPULATE |
+  MAP_NONBLOCK | MAP_STACK | MAP_HUGETLB | MAP_HUGE_2MB | MAP_HUGE_1GB;
 
 export const MREMAP_MAYMOVE = 1;
 export const MREMAP_FIXED = 2;
@@ -222,12 +228,24 @@ export function memoryError(errno: Errno, argument: string, message: string): As
 }
 
 /**
- * A 64-bit system-call argument as a number. Values beyond 2^53 become MAX_SAFE_INTEGER: far
- * above any user address, so they fail the same checks (EINVAL, ENOMEM) the real value fails.
+ * A 64-bit system-call argument as a number. Values beyond 2^53 become a number far above any
+ * user address with the same offset in its page, so they fail the same checks (EINVAL for an
+ * unaligned one, ENOMEM) the real value fails.
  */
 export function userNumber(value: bigint): number {
   const unsigned = BigInt.asUintN(64, value);
-  return unsigned > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(unsigned);
+  if (unsigned <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(unsigned);
+  return 2 ** 53 - 4096 + Number(unsigned & 0xfffn);
+}
+
+/**
+ * ppc64's arch_validate_prot, the first check of mmap(2): the PROT_* bits Linux knows. PROT_SAO
+ * is refused, as a pseries partition refuses it.
+ */
+export function checkMmapProt(prot: number): void {
+  if (prot & ~(PROT_ACCESS | PROT_SEM)) {
+    throw memoryError(Errno.EINVAL, "prot", `protection ${hex(prot)} has bits this machine does not support`);
+  }
 }
 
 function hex(value: number): string {
@@ -506,27 +524,27 @@ export class VmaSet {
 
   // --- system calls ---------------------------------------------------------------------
 
-  /** mmap(2). Throws an AstraError with Linux's errno. */
+  /**
+   * mmap(2). Throws an AstraError with Linux's errno, checking in Linux's order: the system call's
+   * own checks (protection, the offset's alignment), the descriptor (ksys_mmap_pgoff), then
+   * do_mmap's: length, placement, then what the file or the mapping type allows. An offset past
+   * Number.MAX_SAFE_INTEGER (Infinity) stands for one past Linux's largest file: EOVERFLOW.
+   */
   mmap(request: MmapRequest): MmapResult {
     const { prot } = request;
     let { flags } = request;
     const file = request.file ?? null;
     const offset = request.offset ?? 0;
     const anonymous = (flags & MAP_ANONYMOUS) !== 0;
-    if (prot & ~(PROT_ACCESS | PROT_SEM)) {
-      throw memoryError(
-        Errno.EINVAL,
-        "prot",
-        `protection ${hex(prot)} has bits this machine does not support`,
-      );
-    }
-    if (!Number.isSafeInteger(offset) || offset < 0) {
-      throw memoryError(Errno.EOVERFLOW, "offset", `file offset ${offset} is out of range`);
-    }
-    if (offset % this.pageSize !== 0) {
+    checkMmapProt(prot);
+    if (Number.isSafeInteger(offset) && offset % this.pageSize !== 0) {
       throw memoryError(Errno.EINVAL, "offset", `file offset ${hex(offset)} is not page-aligned`);
     }
     if (!anonymous && !file) throw memoryError(Errno.EBADF, "fd", "a file mapping needs an open file");
+    if (flags & MAP_HUGETLB) {
+      if (!anonymous) throw memoryError(Errno.EINVAL, "flags", `${file!.path} is not on hugetlbfs`);
+      throw memoryError(Errno.ENOMEM, "flags", "no huge pages are reserved");
+    }
     if (!Number.isSafeInteger(request.length) || request.length <= 0) {
       throw memoryError(Errno.EINVAL, "length", "mmap of zero bytes");
     }
@@ -534,33 +552,6 @@ export class VmaSet {
     const length = this.alignUp(request.length);
     if (length > this.limit) {
       throw memoryError(Errno.ENOMEM, "length", `${request.length} bytes exceed the address space`);
-    }
-
-    const type = flags & MAP_TYPE;
-    if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_SHARED_VALIDATE) {
-      throw memoryError(Errno.EINVAL, "flags", `mapping type ${type} is not MAP_SHARED or MAP_PRIVATE`);
-    }
-    if (type === MAP_SHARED_VALIDATE) {
-      if (flags & ~MAP_KNOWN_FLAGS) {
-        throw memoryError(Errno.ENOTSUP, "flags", `unknown mapping flags ${hex(flags & ~MAP_KNOWN_FLAGS)}`);
-      }
-      if (flags & MAP_SYNC) throw memoryError(Errno.ENOTSUP, "flags", "MAP_SYNC needs a DAX file");
-    }
-    if (flags & MAP_HUGETLB) throw memoryError(Errno.ENOMEM, "flags", "no huge pages are reserved");
-    const shared = type !== MAP_PRIVATE;
-    const growsDown = (flags & MAP_GROWSDOWN) !== 0;
-    if (anonymous && shared && growsDown) {
-      throw memoryError(Errno.EINVAL, "flags", "a shared anonymous mapping cannot grow down");
-    }
-    if (file && !anonymous) {
-      if (!file.readable) throw memoryError(Errno.EACCES, "fd", `${file.path} is not open for reading`);
-      if (shared && (prot & PROT_WRITE) && !file.writable) {
-        throw memoryError(
-          Errno.EACCES,
-          "fd",
-          `${file.path} is not open for writing, so it cannot be mapped shared and writable`,
-        );
-      }
     }
 
     let address: number;
@@ -577,6 +568,38 @@ export class VmaSet {
     } else {
       address = this.place(request.address, length);
     }
+
+    const type = flags & MAP_TYPE;
+    const growsDown = (flags & MAP_GROWSDOWN) !== 0;
+    if (file && !anonymous) {
+      if (!Number.isSafeInteger(offset) || offset < 0) {
+        throw memoryError(Errno.EOVERFLOW, "offset", "the mapping reaches past the largest file offset");
+      }
+      if (type === MAP_SHARED_VALIDATE && flags & ~LEGACY_MAP_MASK) {
+        throw memoryError(Errno.ENOTSUP, "flags", `unknown mapping flags ${hex(flags & ~LEGACY_MAP_MASK)}`);
+      }
+      if ((type === MAP_SHARED || type === MAP_SHARED_VALIDATE) && (prot & PROT_WRITE) && !file.writable) {
+        throw memoryError(
+          Errno.EACCES,
+          "fd",
+          `${file.path} is not open for writing, so it cannot be mapped shared and writable`,
+        );
+      }
+      if (type !== MAP_SHARED && type !== MAP_SHARED_VALIDATE && type !== MAP_PRIVATE) {
+        throw memoryError(Errno.EINVAL, "flags", `mapping type ${type} is not MAP_SHARED or MAP_PRIVATE`);
+      }
+      if (!file.readable) throw memoryError(Errno.EACCES, "fd", `${file.path} is not open for reading`);
+      if (growsDown) throw memoryError(Errno.EINVAL, "flags", "a file mapping cannot grow down");
+    } else if (type === MAP_SHARED) {
+      if (growsDown) throw memoryError(Errno.EINVAL, "flags", "a shared anonymous mapping cannot grow down");
+    } else if (type !== MAP_PRIVATE) {
+      throw memoryError(
+        Errno.EINVAL,
+        "flags",
+        `mapping type ${type} is not MAP_SHARED or MAP_PRIVATE (MAP_SHARED_VALIDATE needs a file)`,
+      );
+    }
+    const shared = type !== MAP_PRIVATE;
 
     let backing: VmaBacking;
     if (!anonymous && file) backing = { kind: "file", file };

@@ -10,7 +10,12 @@ export const TWO_32 = 4294967296;
 export const HIGH_WORD_LIMIT = 0x200000;
 
 export type AccessKind = "read" | "write" | "execute";
-export type FaultCause = "not-mapped" | "protection" | "bad-real-address";
+/**
+ * Why an access failed: no segment maps the address (a segment interrupt: the SLB misses), no
+ * page table entry maps the page, an entry that forbids the access, or a real address that is
+ * not RAM.
+ */
+export type FaultCause = "no-segment" | "not-mapped" | "protection" | "bad-real-address";
 
 /** A storage access that cannot be performed. Thrown by a CpuMemory; the CPU stops with PageFault. */
 export class MemoryFault extends Error {

@@ -296,6 +296,21 @@ export class Cpu {
     return this.codePages.size;
   }
 
+  /** The address of the instruction to execute, exact even for a target beyond 2^53. */
+  get pc64(): bigint {
+    return this.wideTarget !== null && this.pc === Number.MAX_SAFE_INTEGER
+      ? this.wideTarget
+      : BigInt(this.pc);
+  }
+
+  /** Continues at a 64-bit address (a context switch, a signal handler); the low two bits are ignored. */
+  setPc64(address: bigint): void {
+    const value = BigInt.asUintN(64, address);
+    this.wideTarget = null;
+    this.branchTo(Number(value & 0xffffffffn) | 0, Number(value >> 32n) | 0);
+    this.pc = this.nia;
+  }
+
   /** Continues at `target` after a branch (and keeps targets beyond 2^53 exact for their fault). */
   branchTo(lo: number, hi: number): void {
     if (hi >>> 0 >= HIGH_WORD_LIMIT) {

@@ -52,10 +52,12 @@ export class SoftwareTlb {
     this.writable[slot] = writable ? 1 : 0;
   }
 
-  /** Removes the entry of one effective page, if present. */
-  flushPage(address: number): void {
+  /** Removes the entry of one effective page, if present; true if there was one. */
+  flushPage(address: number): boolean {
     const slot = this.slotOf(address);
-    if (slot >= 0) this.tagLo[slot] = EMPTY;
+    if (slot < 0) return false;
+    this.tagLo[slot] = EMPTY;
+    return true;
   }
 
   /** Keeps the page readable through the TLB but sends its stores to the slow path. */
@@ -64,9 +66,13 @@ export class SoftwareTlb {
     if (slot >= 0) this.writable[slot] = 0;
   }
 
-  flush(): void {
+  /** Removes every entry; returns how many there were. */
+  flush(): number {
+    let valid = 0;
+    for (let slot = 0; slot <= this.mask; slot++) if (this.tagLo[slot] !== EMPTY) valid++;
     this.tagLo.fill(EMPTY);
     this.writable.fill(0);
+    return valid;
   }
 
   /** The slot holding the page of an address, or −1. */

@@ -54,6 +54,11 @@ export abstract class OpenFile {
     return !this.isPath && (mode === O_WRONLY || mode === O_RDWR);
   }
 
+  /** Descriptors and kernel holds (held.ts) referring to it; it closes when they are gone. */
+  get references(): number {
+    return this.#references;
+  }
+
   retain(): void {
     this.#references++;
   }

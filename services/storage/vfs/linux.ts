@@ -3,6 +3,13 @@
 // powerpc ones where the architecture differs from the generic headers (O_DIRECTORY, O_NOFOLLOW,
 // O_LARGEFILE, O_DIRECT, every ioctl number, termios bits), checked against the kernel's
 // arch/powerpc/include/uapi/asm/{fcntl,ioctls,termbits,stat}.h and the cross toolchain's headers.
+// The numbers the machine's copy-in shares with the VFS (limits, the ioctl encoding, the system
+// call numbers of the VFS's calls) live in lib/linux and are re-exported here.
+import { IOC_NONE, IOC_READ, IOC_WRITE, ioctlRequest } from "../../../lib/linux/ioctl.ts";
+
+export { IOC_NONE, IOC_READ, IOC_WRITE, ioctlDirection, ioctlSize } from "../../../lib/linux/ioctl.ts";
+export { PAGE_SIZE, PATH_MAX, UIO_MAXIOV } from "../../../lib/linux/limits.ts";
+export { VFS_SYSCALLS as SYS } from "../../../lib/linux/vfs_calls.ts";
 
 export const O_ACCMODE = 0o3;
 export const O_RDONLY = 0o0;
@@ -93,8 +100,6 @@ export function direntType(mode: number): number {
   return (mode & S_IFMT) >>> 12;
 }
 
-/** Bytes in a path including its NUL (include/uapi/linux/limits.h). */
-export const PATH_MAX = 4096;
 /** Bytes in one path component. */
 export const NAME_MAX = 255;
 /** Symbolic links followed in one lookup before ELOOP (include/linux/namei.h MAXSYMLINKS). */
@@ -105,54 +110,33 @@ export const PIPE_BUF = 4096;
 export const PIPE_DEFAULT_BYTES = 65536;
 /** /proc/sys/fs/pipe-max-size. */
 export const PIPE_MAX_BYTES = 1048576;
-export const PAGE_SIZE = 4096;
-/** readv/writev vector count limit. */
-export const UIO_MAXIOV = 1024;
 /** RLIMIT_NOFILE's default soft limit. */
 export const DEFAULT_DESCRIPTOR_LIMIT = 1024;
-
-// ioctl request encoding on powerpc: 3 direction bits (NONE = 1, READ = 2, WRITE = 4) at 29,
-// 13 size bits at 16, type at 8, number at 0.
-export const IOC_NONE = 1;
-export const IOC_READ = 2;
-export const IOC_WRITE = 4;
-
-export function ioctlDirection(request: number): number {
-  return (request >>> 29) & 0x7;
-}
-
-export function ioctlSize(request: number): number {
-  return (request >>> 16) & 0x1fff;
-}
-
-function ioc(direction: number, type: string, nr: number, size: number): number {
-  return ((direction << 29) | (size << 16) | (type.charCodeAt(0) << 8) | nr) >>> 0;
-}
 
 /** struct termios on powerpc: four tcflag_t, c_cc[19], c_line, c_ispeed, c_ospeed. */
 export const TERMIOS_BYTES = 44;
 /** struct winsize: ws_row, ws_col, ws_xpixel, ws_ypixel (u16 each). */
 export const WINSIZE_BYTES = 8;
 
-export const FIOCLEX = ioc(IOC_NONE, "f", 1, 0);
-export const FIONCLEX = ioc(IOC_NONE, "f", 2, 0);
-export const FIOASYNC = ioc(IOC_WRITE, "f", 125, 4);
-export const FIONBIO = ioc(IOC_WRITE, "f", 126, 4);
-export const FIONREAD = ioc(IOC_READ, "f", 127, 4);
-export const FIOQSIZE = ioc(IOC_READ, "f", 128, 8);
-export const FIGETBSZ = ioc(IOC_NONE, "\0", 2, 0);
-export const TCGETS = ioc(IOC_READ, "t", 19, TERMIOS_BYTES);
-export const TCSETS = ioc(IOC_WRITE, "t", 20, TERMIOS_BYTES);
-export const TCSETSW = ioc(IOC_WRITE, "t", 21, TERMIOS_BYTES);
-export const TCSETSF = ioc(IOC_WRITE, "t", 22, TERMIOS_BYTES);
-export const TCSBRK = ioc(IOC_NONE, "t", 29, 0);
-export const TCXONC = ioc(IOC_NONE, "t", 30, 0);
-export const TCFLSH = ioc(IOC_NONE, "t", 31, 0);
-export const TIOCSWINSZ = ioc(IOC_WRITE, "t", 103, WINSIZE_BYTES);
-export const TIOCGWINSZ = ioc(IOC_READ, "t", 104, WINSIZE_BYTES);
-export const TIOCOUTQ = ioc(IOC_READ, "t", 115, 4);
-export const TIOCSPGRP = ioc(IOC_WRITE, "t", 118, 4);
-export const TIOCGPGRP = ioc(IOC_READ, "t", 119, 4);
+export const FIOCLEX = ioctlRequest(IOC_NONE, "f", 1, 0);
+export const FIONCLEX = ioctlRequest(IOC_NONE, "f", 2, 0);
+export const FIOASYNC = ioctlRequest(IOC_WRITE, "f", 125, 4);
+export const FIONBIO = ioctlRequest(IOC_WRITE, "f", 126, 4);
+export const FIONREAD = ioctlRequest(IOC_READ, "f", 127, 4);
+export const FIOQSIZE = ioctlRequest(IOC_READ, "f", 128, 8);
+export const FIGETBSZ = ioctlRequest(IOC_NONE, "\0", 2, 0);
+export const TCGETS = ioctlRequest(IOC_READ, "t", 19, TERMIOS_BYTES);
+export const TCSETS = ioctlRequest(IOC_WRITE, "t", 20, TERMIOS_BYTES);
+export const TCSETSW = ioctlRequest(IOC_WRITE, "t", 21, TERMIOS_BYTES);
+export const TCSETSF = ioctlRequest(IOC_WRITE, "t", 22, TERMIOS_BYTES);
+export const TCSBRK = ioctlRequest(IOC_NONE, "t", 29, 0);
+export const TCXONC = ioctlRequest(IOC_NONE, "t", 30, 0);
+export const TCFLSH = ioctlRequest(IOC_NONE, "t", 31, 0);
+export const TIOCSWINSZ = ioctlRequest(IOC_WRITE, "t", 103, WINSIZE_BYTES);
+export const TIOCGWINSZ = ioctlRequest(IOC_READ, "t", 104, WINSIZE_BYTES);
+export const TIOCOUTQ = ioctlRequest(IOC_READ, "t", 115, 4);
+export const TIOCSPGRP = ioctlRequest(IOC_WRITE, "t", 118, 4);
+export const TIOCGPGRP = ioctlRequest(IOC_READ, "t", 119, 4);
 export const TIOCSCTTY = 0x540e;
 export const TIOCNOTTY = 0x5422;
 export const TIOCGSID = 0x5429;
@@ -198,56 +182,6 @@ export const STATX_ATTR_MOUNT_ROOT = 0x2000;
 export const STATX_BYTES = 256;
 /** struct stat on ppc64. */
 export const STAT_BYTES = 144;
-
-/** Linux ppc64 system call numbers (arch/powerpc/kernel/syscalls/syscall.tbl) the VFS serves. */
-export const SYS = {
-  read: 3,
-  write: 4,
-  open: 5,
-  close: 6,
-  creat: 8,
-  unlink: 10,
-  chdir: 12,
-  lseek: 19,
-  access: 33,
-  rename: 38,
-  mkdir: 39,
-  rmdir: 40,
-  dup: 41,
-  pipe: 42,
-  ioctl: 54,
-  fcntl: 55,
-  umask: 60,
-  dup2: 63,
-  readlink: 85,
-  ftruncate: 93,
-  stat: 106,
-  lstat: 107,
-  fstat: 108,
-  fsync: 118,
-  fchdir: 133,
-  readv: 145,
-  writev: 146,
-  fdatasync: 148,
-  pread64: 179,
-  pwrite64: 180,
-  getcwd: 182,
-  getdents64: 202,
-  openat: 286,
-  mkdirat: 287,
-  newfstatat: 291,
-  unlinkat: 292,
-  renameat: 293,
-  readlinkat: 296,
-  faccessat: 298,
-  dup3: 316,
-  pipe2: 317,
-  preadv: 320,
-  pwritev: 321,
-  renameat2: 357,
-  statx: 383,
-  faccessat2: 439,
-} as const;
 
 /** Linux's dev_t as glibc and struct stat encode it (gnu_dev_makedev), from a major and minor. */
 export function makeDevice(major: number, minor: number): number {

@@ -19,6 +19,8 @@ import { bindService, type BoundService } from "../../../lib/server.ts";
 import { Errno, vfsError } from "./errors.ts";
 import type { FileSystemKind as KindName, NodeStat, Timestamp } from "./filesystem.ts";
 import {
+  deviceMajor,
+  deviceMinor,
   F_DUPFD,
   F_DUPFD_CLOEXEC,
   O_CLOEXEC,
@@ -37,7 +39,7 @@ import {
   SEEK_SET,
 } from "./linux.ts";
 import { runKernelCall } from "./syscalls.ts";
-import type { Inheritance, Vfs } from "./vfs.ts";
+import type { HeldFileInfo, Inheritance, Vfs } from "./vfs.ts";
 
 type KernelCallReply = MessageInitShape<typeof KernelCallResponseSchema>;
 
@@ -99,6 +101,30 @@ function fileStat(stat: NodeStat) {
     changeTime: timespec(stat.changeTime),
     birthTime: stat.birthTime ? timespec(stat.birthTime) : undefined,
     mountId: BigInt(stat.mountId),
+  };
+}
+
+/**
+ * A dev_t as the kernel encodes it in 32 bits (new_encode_dev), which the contract carries: the
+ * host reports the C library's 64-bit encoding, the same value for devices numbered this low.
+ */
+function kernelDevice(device: number): number {
+  const major = deviceMajor(device), minor = deviceMinor(device);
+  return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
+}
+
+function heldFile(held: HeldFileInfo) {
+  return {
+    openFileId: held.id,
+    path: encoder.encode(held.path),
+    device: kernelDevice(held.stat.device),
+    inode: BigInt(held.stat.inode),
+    size: BigInt(held.stat.size),
+    mode: held.stat.mode,
+    uid: held.stat.uid,
+    gid: held.stat.gid,
+    readable: held.readable,
+    writable: held.writable,
   };
 }
 
@@ -293,6 +319,15 @@ export function bindVfs(vfs: Vfs): BoundService {
     }),
     execProcess: counted((req) => ({ closed: vfs.execTable(req.pid, req.executable) })),
     detachProcess: counted((req) => ({ closed: vfs.detachProcess(req.pid) })),
+    openExecutable: counted((req) => ({ file: heldFile(vfs.openExecutable(req.pid, req.path)) })),
+    holdDescriptor: counted((req) => ({ file: heldFile(vfs.holdDescriptor(req.pid, req.fd)) })),
+    readOpenFile: counted((req) => ({
+      data: vfs.readOpenFile(req.openFileId, saturated(req.offset), saturated(req.length)),
+    })),
+    writeOpenFile: counted((req) => ({
+      written: BigInt(vfs.writeOpenFile(req.openFileId, saturated(req.offset), req.data)),
+    })),
+    releaseOpenFile: counted((req) => ({ closed: vfs.releaseOpenFile(req.openFileId) })),
     getVfsStatistics: () => {
       const s = vfs.statistics();
       return {

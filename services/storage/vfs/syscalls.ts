@@ -1,12 +1,13 @@
 // The trap path into the VFS: a guest system call as the machine hands it over — number, the six
 // argument registers and copies of the guest memory the call reads — run against the VFS and
 // answered with r3 (or an errno) and the guest memory to write back, byte for byte what Linux
-// writes. VFS_KERNEL_CALLS is the per-call table the machine copies inputs by.
+// writes. The calls and the memory each reads are lib/linux's VFS_KERNEL_CALLS, the table the
+// machine copies inputs by; this file gives each its handler.
 import { AstraError } from "../../../lib/errors.ts";
 import { logger } from "../../../lib/log.ts";
+import { MAX_IO_BYTES, VFS_KERNEL_CALLS, type VfsCallName } from "../../../lib/linux/vfs_calls.ts";
 import { Errno, vfsError } from "./errors.ts";
 import type { NodeStat } from "./filesystem.ts";
-import { MAX_IO_BYTES } from "./files.ts";
 import { encodeStat, encodeStatx } from "./layouts.ts";
 import {
   AT_EMPTY_PATH,
@@ -20,32 +21,12 @@ import {
   O_TRUNC,
   O_WRONLY,
   PATH_MAX,
-  SYS,
   UIO_MAXIOV,
 } from "./linux.ts";
 import type { Vfs } from "./vfs.ts";
 
-/**
- * Guest memory a call reads, which the machine copies into the request:
- * - path: the NUL-terminated string at args[arg], up to and including its NUL, at most PATH_MAX
- *   bytes (fewer if the memory after it is unreadable);
- * - buffer: min(args[lengthArg], MAX_IO_BYTES) bytes at args[arg];
- * - iovec: the args[countArg] (at most UIO_MAXIOV) 16-byte struct iovec at args[arg], and with
- *   `buffers` also the memory each one names, at most MAX_IO_BYTES in all;
- * - ioctl: when the request in args[requestArg] has the IOC_WRITE direction bit, its IOC_SIZE
- *   bytes at args[arg].
- * A NULL pointer is not copied. What is missing when the call needs it fails with EFAULT.
- */
-export type InputSpec =
-  | { kind: "path"; arg: number }
-  | { kind: "buffer"; arg: number; lengthArg: number }
-  | { kind: "iovec"; arg: number; countArg: number; buffers: boolean }
-  | { kind: "ioctl"; arg: number; requestArg: number };
-
-export interface KernelCallSpec {
-  name: string;
-  inputs: readonly InputSpec[];
-}
+/** The per-call table, for the VFS's own tests of it. */
+export { VFS_KERNEL_CALLS };
 
 /** A piece of guest memory: where, and its bytes. */
 export interface GuestBytes {
@@ -193,12 +174,6 @@ class CallContext {
 
 type Handler = (c: CallContext) => number | bigint | Promise<number | bigint>;
 
-interface CallDefinition extends KernelCallSpec {
-  run: Handler;
-}
-
-const path = (arg: number): InputSpec => ({ kind: "path", arg });
-
 function readInto(c: CallContext, bufferArg: number, data: Uint8Array): number {
   c.memory.write(c.pointer(bufferArg), data, "buf");
   return data.length;
@@ -284,238 +259,117 @@ function pipeInto(c: CallContext, flags: number): number {
   return 0;
 }
 
-const CALLS: readonly [number, CallDefinition][] = [
-  [SYS.read, {
-    name: "read",
-    inputs: [],
-    run: async (c) => {
-      requireBuffer(c, 1, c.size(2));
-      return readInto(c, 1, await c.vfs.read(c.pid, c.int(0), c.size(2), c.signal));
-    },
-  }],
-  [SYS.write, {
-    name: "write",
-    inputs: [{ kind: "buffer", arg: 1, lengthArg: 2 }],
-    run: (c) => c.vfs.write(c.pid, c.int(0), writeBuffer(c, 1, 2), c.signal),
-  }],
-  [SYS.open, {
-    name: "open",
-    inputs: [path(0)],
-    run: (c) => c.vfs.openat(c.pid, AT_FDCWD, c.path(0), c.uint(1), c.uint(2)),
-  }],
-  [SYS.creat, {
-    name: "creat",
-    inputs: [path(0)],
-    run: (c) => c.vfs.openat(c.pid, AT_FDCWD, c.path(0), O_CREAT | O_WRONLY | O_TRUNC, c.uint(1)),
-  }],
-  [SYS.openat, {
-    name: "openat",
-    inputs: [path(1)],
-    run: (c) => c.vfs.openat(c.pid, c.int(0), c.path(1), c.uint(2), c.uint(3)),
-  }],
-  [SYS.close, { name: "close", inputs: [], run: (c) => (c.vfs.close(c.pid, c.int(0)), 0) }],
-  [SYS.unlink, {
-    name: "unlink",
-    inputs: [path(0)],
-    run: (c) => (c.vfs.unlinkat(c.pid, AT_FDCWD, c.path(0), 0), 0),
-  }],
-  [SYS.rmdir, {
-    name: "rmdir",
-    inputs: [path(0)],
-    run: (c) => (c.vfs.unlinkat(c.pid, AT_FDCWD, c.path(0), AT_REMOVEDIR), 0),
-  }],
-  [SYS.unlinkat, {
-    name: "unlinkat",
-    inputs: [path(1)],
-    run: (c) => (c.vfs.unlinkat(c.pid, c.int(0), c.path(1), c.uint(2)), 0),
-  }],
-  [SYS.chdir, { name: "chdir", inputs: [path(0)], run: (c) => (c.vfs.chdir(c.pid, c.path(0)), 0) }],
-  [SYS.fchdir, { name: "fchdir", inputs: [], run: (c) => (c.vfs.fchdir(c.pid, c.int(0)), 0) }],
-  [SYS.lseek, {
-    name: "lseek",
-    inputs: [],
-    run: (c) => c.vfs.lseek(c.pid, c.int(0), c.offset(1), c.uint(2)),
-  }],
-  [SYS.access, {
-    name: "access",
-    inputs: [path(0)],
-    run: (c) => (c.vfs.faccessat(c.pid, AT_FDCWD, c.path(0), c.uint(1)), 0),
-  }],
-  [SYS.faccessat, {
-    name: "faccessat",
-    inputs: [path(1)],
-    run: (c) => (c.vfs.faccessat(c.pid, c.int(0), c.path(1), c.uint(2)), 0),
-  }],
-  [SYS.faccessat2, {
-    name: "faccessat2",
-    inputs: [path(1)],
-    run: (c) => (c.vfs.faccessat(c.pid, c.int(0), c.path(1), c.uint(2), c.uint(3)), 0),
-  }],
-  [SYS.rename, {
-    name: "rename",
-    inputs: [path(0), path(1)],
-    run: (c) => (c.vfs.renameat2(c.pid, AT_FDCWD, c.path(0), AT_FDCWD, c.path(1), 0), 0),
-  }],
-  [SYS.renameat, {
-    name: "renameat",
-    inputs: [path(1), path(3)],
-    run: (c) => (c.vfs.renameat2(c.pid, c.int(0), c.path(1), c.int(2), c.path(3), 0), 0),
-  }],
-  [SYS.renameat2, {
-    name: "renameat2",
-    inputs: [path(1), path(3)],
-    run: (c) => (c.vfs.renameat2(c.pid, c.int(0), c.path(1), c.int(2), c.path(3), c.uint(4)), 0),
-  }],
-  [SYS.mkdir, {
-    name: "mkdir",
-    inputs: [path(0)],
-    run: (c) => (c.vfs.mkdirat(c.pid, AT_FDCWD, c.path(0), c.uint(1)), 0),
-  }],
-  [SYS.mkdirat, {
-    name: "mkdirat",
-    inputs: [path(1)],
-    run: (c) => (c.vfs.mkdirat(c.pid, c.int(0), c.path(1), c.uint(2)), 0),
-  }],
-  [SYS.dup, { name: "dup", inputs: [], run: (c) => c.vfs.dup(c.pid, c.int(0)) }],
-  [SYS.dup2, { name: "dup2", inputs: [], run: (c) => c.vfs.dup2(c.pid, c.int(0), c.int(1)) }],
-  [SYS.dup3, { name: "dup3", inputs: [], run: (c) => c.vfs.dup3(c.pid, c.int(0), c.int(1), c.uint(2)) }],
-  [SYS.pipe, { name: "pipe", inputs: [], run: (c) => pipeInto(c, 0) }],
-  [SYS.pipe2, { name: "pipe2", inputs: [], run: (c) => pipeInto(c, c.uint(1)) }],
-  [SYS.ioctl, {
-    name: "ioctl",
-    inputs: [{ kind: "ioctl", arg: 2, requestArg: 1 }],
-    run: async (c) => {
-      const request = c.uint(1);
-      const input = ioctlDirection(request) & IOC_WRITE
-        ? c.memory.optionalBytes(c.pointer(2), ioctlSize(request))
-        : undefined;
-      const { result, output } = await c.vfs.ioctl(c.pid, c.int(0), request, c.pointer(2), input);
-      if (output) c.memory.write(c.pointer(2), output, "argp");
-      return result;
-    },
-  }],
-  [SYS.fcntl, {
-    name: "fcntl",
-    inputs: [],
-    run: (c) => c.vfs.fcntl(c.pid, c.int(0), c.uint(1), c.int(2)),
-  }],
-  [SYS.umask, { name: "umask", inputs: [], run: (c) => c.vfs.umask(c.pid, c.uint(0)) }],
-  [SYS.readlink, {
-    name: "readlink",
-    inputs: [path(0)],
-    run: (c) => readlinkInto(c, AT_FDCWD, 0, 1, 2),
-  }],
-  [SYS.readlinkat, {
-    name: "readlinkat",
-    inputs: [path(1)],
-    run: (c) => readlinkInto(c, c.int(0), 1, 2, 3),
-  }],
-  [SYS.ftruncate, {
-    name: "ftruncate",
-    inputs: [],
-    run: (c) => (c.vfs.ftruncate(c.pid, c.int(0), c.offset(1)), 0),
-  }],
-  [SYS.stat, {
-    name: "stat",
-    inputs: [path(0)],
-    run: (c) => statInto(c, 1, c.vfs.fstatat(c.pid, AT_FDCWD, c.path(0), 0)),
-  }],
-  [SYS.lstat, {
-    name: "lstat",
-    inputs: [path(0)],
-    run: (c) => statInto(c, 1, c.vfs.fstatat(c.pid, AT_FDCWD, c.path(0), AT_SYMLINK_NOFOLLOW)),
-  }],
-  [SYS.fstat, { name: "fstat", inputs: [], run: (c) => statInto(c, 1, c.vfs.fstat(c.pid, c.int(0))) }],
-  [SYS.newfstatat, {
-    name: "newfstatat",
-    inputs: [path(1)],
-    run: (c) => statInto(c, 2, c.vfs.fstatat(c.pid, c.int(0), c.path(1), c.uint(3))),
-  }],
-  [SYS.statx, {
-    name: "statx",
-    inputs: [path(1)],
-    run: (c) => {
-      const flags = c.uint(2);
-      // Since Linux 6.11 a NULL path with AT_EMPTY_PATH means the descriptor itself.
-      const target = c.pointer(1) === 0n && (flags & AT_EMPTY_PATH) ? new Uint8Array(0) : c.path(1);
-      if (c.pointer(4) === 0n) throw vfsError(Errno.EFAULT, "the statx buffer is NULL", "statxbuf");
-      const { stat, mask } = c.vfs.statx(c.pid, c.int(0), target, flags, c.uint(3));
-      c.memory.write(c.pointer(4), encodeStatx(stat, mask), "statxbuf");
-      return 0;
-    },
-  }],
-  [SYS.fsync, { name: "fsync", inputs: [], run: (c) => (c.vfs.fsync(c.pid, c.int(0), false), 0) }],
-  [SYS.fdatasync, { name: "fdatasync", inputs: [], run: (c) => (c.vfs.fsync(c.pid, c.int(0), true), 0) }],
-  [SYS.readv, {
-    name: "readv",
-    inputs: [{ kind: "iovec", arg: 1, countArg: 2, buffers: false }],
-    run: (c) => readVectors(c, undefined),
-  }],
-  [SYS.writev, {
-    name: "writev",
-    inputs: [{ kind: "iovec", arg: 1, countArg: 2, buffers: true }],
-    run: (c) => writeVectors(c, undefined),
-  }],
-  [SYS.preadv, {
-    name: "preadv",
-    inputs: [{ kind: "iovec", arg: 1, countArg: 2, buffers: false }],
-    run: (c) => readVectors(c, c.offset(3)),
-  }],
-  [SYS.pwritev, {
-    name: "pwritev",
-    inputs: [{ kind: "iovec", arg: 1, countArg: 2, buffers: true }],
-    run: (c) => writeVectors(c, c.offset(3)),
-  }],
-  [SYS.pread64, {
-    name: "pread64",
-    inputs: [],
-    run: (c) => {
-      const offset = c.offset(3);
-      requireBuffer(c, 1, c.size(2));
-      return readInto(c, 1, c.vfs.pread(c.pid, c.int(0), c.size(2), offset));
-    },
-  }],
-  [SYS.pwrite64, {
-    name: "pwrite64",
-    inputs: [{ kind: "buffer", arg: 1, lengthArg: 2 }],
-    run: (c) => c.vfs.pwrite(c.pid, c.int(0), writeBuffer(c, 1, 2), c.offset(3)),
-  }],
-  [SYS.getcwd, {
-    name: "getcwd",
-    inputs: [],
-    run: (c) => {
-      const cwd = c.vfs.getcwd(c.pid);
-      const size = c.size(1);
-      if (size < cwd.length + 1) {
-        throw vfsError(
-          Errno.ERANGE,
-          `a buffer of ${size} bytes cannot hold the ${cwd.length + 1}-byte path`,
-          "size",
-        );
-      }
-      const out = new Uint8Array(cwd.length + 1);
-      out.set(cwd);
-      c.memory.write(c.pointer(0), out, "buf");
-      return out.length;
-    },
-  }],
-  [SYS.getdents64, {
-    name: "getdents64",
-    inputs: [],
-    run: (c) => {
-      if (c.pointer(1) === 0n) throw vfsError(Errno.EFAULT, "the directory buffer is NULL", "dirp");
-      const { records } = c.vfs.getdents64(c.pid, c.int(0), c.uint(2));
-      return readInto(c, 1, records);
-    },
-  }],
-];
+/**
+ * _llseek(fd, offset_high, offset_low, loff_t *result, whence): the offset in two halves and the
+ * new position stored through a pointer — what glibc's lseek uses wherever the call exists.
+ */
+function llseekInto(c: CallContext): number {
+  const offset = BigInt.asIntN(64, (c.pointer(1) << 32n) | c.pointer(2));
+  if (offset > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw vfsError(Errno.EINVAL, "offset is past the largest file size", "offset");
+  }
+  const position = c.vfs.lseek(
+    c.pid,
+    c.int(0),
+    offset < BigInt(-Number.MAX_SAFE_INTEGER) ? -Number.MAX_SAFE_INTEGER : Number(offset),
+    c.uint(4),
+  );
+  const result = new Uint8Array(8);
+  new DataView(result.buffer).setBigInt64(0, BigInt(position), true);
+  c.memory.write(c.pointer(3), result, "result");
+  return 0;
+}
 
-const DEFINITIONS: ReadonlyMap<number, CallDefinition> = new Map(CALLS);
-
-/** The system calls the VFS serves, by Linux ppc64 number, with the memory each reads. */
-export const VFS_KERNEL_CALLS: ReadonlyMap<number, KernelCallSpec> = new Map(
-  CALLS.map(([number, { name, inputs }]) => [number, { name, inputs }]),
-);
+const HANDLERS: { readonly [name in VfsCallName]: Handler } = {
+  read: async (c) => {
+    requireBuffer(c, 1, c.size(2));
+    return readInto(c, 1, await c.vfs.read(c.pid, c.int(0), c.size(2), c.signal));
+  },
+  write: (c) => c.vfs.write(c.pid, c.int(0), writeBuffer(c, 1, 2), c.signal),
+  open: (c) => c.vfs.openat(c.pid, AT_FDCWD, c.path(0), c.uint(1), c.uint(2)),
+  creat: (c) => c.vfs.openat(c.pid, AT_FDCWD, c.path(0), O_CREAT | O_WRONLY | O_TRUNC, c.uint(1)),
+  openat: (c) => c.vfs.openat(c.pid, c.int(0), c.path(1), c.uint(2), c.uint(3)),
+  close: (c) => (c.vfs.close(c.pid, c.int(0)), 0),
+  unlink: (c) => (c.vfs.unlinkat(c.pid, AT_FDCWD, c.path(0), 0), 0),
+  rmdir: (c) => (c.vfs.unlinkat(c.pid, AT_FDCWD, c.path(0), AT_REMOVEDIR), 0),
+  unlinkat: (c) => (c.vfs.unlinkat(c.pid, c.int(0), c.path(1), c.uint(2)), 0),
+  chdir: (c) => (c.vfs.chdir(c.pid, c.path(0)), 0),
+  fchdir: (c) => (c.vfs.fchdir(c.pid, c.int(0)), 0),
+  lseek: (c) => c.vfs.lseek(c.pid, c.int(0), c.offset(1), c.uint(2)),
+  _llseek: (c) => llseekInto(c),
+  access: (c) => (c.vfs.faccessat(c.pid, AT_FDCWD, c.path(0), c.uint(1)), 0),
+  faccessat: (c) => (c.vfs.faccessat(c.pid, c.int(0), c.path(1), c.uint(2)), 0),
+  faccessat2: (c) => (c.vfs.faccessat(c.pid, c.int(0), c.path(1), c.uint(2), c.uint(3)), 0),
+  rename: (c) => (c.vfs.renameat2(c.pid, AT_FDCWD, c.path(0), AT_FDCWD, c.path(1), 0), 0),
+  renameat: (c) => (c.vfs.renameat2(c.pid, c.int(0), c.path(1), c.int(2), c.path(3), 0), 0),
+  renameat2: (c) => (c.vfs.renameat2(c.pid, c.int(0), c.path(1), c.int(2), c.path(3), c.uint(4)), 0),
+  mkdir: (c) => (c.vfs.mkdirat(c.pid, AT_FDCWD, c.path(0), c.uint(1)), 0),
+  mkdirat: (c) => (c.vfs.mkdirat(c.pid, c.int(0), c.path(1), c.uint(2)), 0),
+  dup: (c) => c.vfs.dup(c.pid, c.int(0)),
+  dup2: (c) => c.vfs.dup2(c.pid, c.int(0), c.int(1)),
+  dup3: (c) => c.vfs.dup3(c.pid, c.int(0), c.int(1), c.uint(2)),
+  pipe: (c) => pipeInto(c, 0),
+  pipe2: (c) => pipeInto(c, c.uint(1)),
+  ioctl: async (c) => {
+    const request = c.uint(1);
+    const input = ioctlDirection(request) & IOC_WRITE
+      ? c.memory.optionalBytes(c.pointer(2), ioctlSize(request))
+      : undefined;
+    const { result, output } = await c.vfs.ioctl(c.pid, c.int(0), request, c.pointer(2), input);
+    if (output) c.memory.write(c.pointer(2), output, "argp");
+    return result;
+  },
+  fcntl: (c) => c.vfs.fcntl(c.pid, c.int(0), c.uint(1), c.int(2)),
+  umask: (c) => c.vfs.umask(c.pid, c.uint(0)),
+  readlink: (c) => readlinkInto(c, AT_FDCWD, 0, 1, 2),
+  readlinkat: (c) => readlinkInto(c, c.int(0), 1, 2, 3),
+  ftruncate: (c) => (c.vfs.ftruncate(c.pid, c.int(0), c.offset(1)), 0),
+  stat: (c) => statInto(c, 1, c.vfs.fstatat(c.pid, AT_FDCWD, c.path(0), 0)),
+  lstat: (c) => statInto(c, 1, c.vfs.fstatat(c.pid, AT_FDCWD, c.path(0), AT_SYMLINK_NOFOLLOW)),
+  fstat: (c) => statInto(c, 1, c.vfs.fstat(c.pid, c.int(0))),
+  newfstatat: (c) => statInto(c, 2, c.vfs.fstatat(c.pid, c.int(0), c.path(1), c.uint(3))),
+  statx: (c) => {
+    const flags = c.uint(2);
+    // Since Linux 6.11 a NULL path with AT_EMPTY_PATH means the descriptor itself.
+    const target = c.pointer(1) === 0n && (flags & AT_EMPTY_PATH) ? new Uint8Array(0) : c.path(1);
+    if (c.pointer(4) === 0n) throw vfsError(Errno.EFAULT, "the statx buffer is NULL", "statxbuf");
+    const { stat, mask } = c.vfs.statx(c.pid, c.int(0), target, flags, c.uint(3));
+    c.memory.write(c.pointer(4), encodeStatx(stat, mask), "statxbuf");
+    return 0;
+  },
+  fsync: (c) => (c.vfs.fsync(c.pid, c.int(0), false), 0),
+  fdatasync: (c) => (c.vfs.fsync(c.pid, c.int(0), true), 0),
+  readv: (c) => readVectors(c, undefined),
+  writev: (c) => writeVectors(c, undefined),
+  preadv: (c) => readVectors(c, c.offset(3)),
+  pwritev: (c) => writeVectors(c, c.offset(3)),
+  pread64: (c) => {
+    const offset = c.offset(3);
+    requireBuffer(c, 1, c.size(2));
+    return readInto(c, 1, c.vfs.pread(c.pid, c.int(0), c.size(2), offset));
+  },
+  pwrite64: (c) => c.vfs.pwrite(c.pid, c.int(0), writeBuffer(c, 1, 2), c.offset(3)),
+  getcwd: (c) => {
+    const cwd = c.vfs.getcwd(c.pid);
+    const size = c.size(1);
+    if (size < cwd.length + 1) {
+      throw vfsError(
+        Errno.ERANGE,
+        `a buffer of ${size} bytes cannot hold the ${cwd.length + 1}-byte path`,
+        "size",
+      );
+    }
+    const out = new Uint8Array(cwd.length + 1);
+    out.set(cwd);
+    c.memory.write(c.pointer(0), out, "buf");
+    return out.length;
+  },
+  getdents64: (c) => {
+    if (c.pointer(1) === 0n) throw vfsError(Errno.EFAULT, "the directory buffer is NULL", "dirp");
+    const { records } = c.vfs.getdents64(c.pid, c.int(0), c.uint(2));
+    return readInto(c, 1, records);
+  },
+};
 
 /**
  * Runs one guest system call. It never throws: a failure is the errno the guest gets (EIO for
@@ -526,11 +380,11 @@ export async function runKernelCall(
   call: KernelCall,
   signal?: AbortSignal,
 ): Promise<KernelCallResult> {
-  const definition = DEFINITIONS.get(call.number);
+  const definition = VFS_KERNEL_CALLS.get(call.number);
   if (!definition) return { result: 0n, errno: Errno.ENOSYS, outputs: [] };
   const context = new CallContext(vfs, call, signal);
   try {
-    const result = await definition.run(context);
+    const result = await HANDLERS[definition.name](context);
     return { result: BigInt(result), outputs: context.memory.outputs };
   } catch (err) {
     if (err instanceof AstraError) return { result: 0n, errno: err.errno, outputs: [] };

@@ -9,7 +9,15 @@ import { DescriptorTable } from "./descriptors.ts";
 import { DevicesFileSystem } from "./devfs.ts";
 import { Errno, vfsError } from "./errors.ts";
 import type { DirectoryEntry, FileSystemKind, NodeStat, ProcessView, Timestamp } from "./filesystem.ts";
-import { DirectoryFile, type DirectoryRead, type IoctlResult, type OpenFile, PathFile } from "./files.ts";
+import {
+  DirectoryFile,
+  type DirectoryRead,
+  type IoctlResult,
+  MAX_IO_BYTES,
+  type OpenFile,
+  PathFile,
+} from "./files.ts";
+import { HeldFileTable } from "./held.ts";
 import { HostFolderFileSystem } from "./hostfs.ts";
 import { encodeInt32, encodeInt64 } from "./layouts.ts";
 import {
@@ -40,6 +48,7 @@ import {
   FIONREAD,
   FIOQSIZE,
   O_ACCMODE,
+  O_APPEND,
   O_CLOEXEC,
   O_CREAT,
   O_DIRECT,
@@ -135,6 +144,19 @@ export interface VfsStatistics {
   bytesWritten: number;
 }
 
+/** An open file description a kernel peer holds, and what the holder needs to know of its file. */
+export interface HeldFileInfo {
+  id: bigint;
+  /** The canonical guest path it was opened by. */
+  path: string;
+  stat: NodeStat;
+  readable: boolean;
+  writable: boolean;
+}
+
+/** Most bytes one ReadOpenFile or WriteOpenFile moves. */
+export const MAX_HELD_IO_BYTES = 16 * 1024 * 1024;
+
 /** What statx fills in, with the mask it reports. */
 export interface StatxResult {
   stat: NodeStat;
@@ -186,6 +208,7 @@ export class Vfs {
   /** The guest runs with the host process's credentials; the host kernel enforces them. */
   readonly credentials: { uid: number; gid: number };
   readonly #processes = new Map<number, GuestProcess>();
+  readonly #held = new HeldFileTable();
   readonly #stdio: StdStreams;
   readonly #descriptorLimit: number;
   #nextPipeInode = 1;
@@ -297,9 +320,10 @@ export class Vfs {
     return process.table.closeAll();
   }
 
-  /** Detaches every process, closing every descriptor (the service is stopping). */
+  /** Detaches every process and drops every hold, closing every description (the service is stopping). */
   shutdown(): void {
     for (const pid of [...this.#processes.keys()]) this.detachProcess(pid);
+    this.#held.releaseAll();
   }
 
   statistics(): VfsStatistics {
@@ -315,6 +339,7 @@ export class Vfs {
         if (slot.file instanceof PipeFile) pipes.add(slot.file.pipe);
       }
     }
+    for (const file of this.#held.files()) files.add(file);
     return {
       processes: this.#processes.size,
       openDescriptors,
@@ -1089,5 +1114,104 @@ export class Vfs {
     process.table.installAt(readFd, new PipeFile(O_RDONLY | status, pipe), closeOnExec);
     process.table.installAt(writeFd, new PipeFile(O_WRONLY | status, pipe), closeOnExec);
     return [readFd, writeFd];
+  }
+
+  // ---- descriptions held by kernel peers ----
+
+  /**
+   * execve's open of its program (do_open_execat): `path` resolved from the working directory with
+   * every symbolic link followed; anything but a regular file with execute permission is EACCES,
+   * a directory included. The file is opened read-only and held.
+   */
+  openExecutable(pid: number, path: Uint8Array | string): HeldFileInfo {
+    const process = this.#process(pid);
+    const location = this.#resolve(process, AT_FDCWD, path, true);
+    if (location.kind !== "node" || (location.stat.mode & S_IFMT) !== S_IFREG) {
+      throw vfsError(Errno.EACCES, `${pathText(path)} is not a regular file`, "path");
+    }
+    if (!this.#permits(location.stat, X_OK)) {
+      throw vfsError(Errno.EACCES, `${joinPath(location.path)} is not executable`, "path");
+    }
+    const file = this.#openNode(process, location, O_RDONLY);
+    return this.#heldInfo(this.#held.hold(file), file);
+  }
+
+  /**
+   * The hold mmap(fd) takes on the description behind a descriptor, checked in do_mmap's order:
+   * EBADF for no descriptor (or an O_PATH one), EACCES for one not open for reading, ENODEV for an
+   * object that cannot be mapped (only regular files can).
+   */
+  holdDescriptor(pid: number, fd: number): HeldFileInfo {
+    const { file } = this.#file(pid, fd);
+    if (file.isPath) throw vfsError(Errno.EBADF, `descriptor ${fd} is an O_PATH descriptor`, "fd");
+    if (!file.readable) throw vfsError(Errno.EACCES, `descriptor ${fd} is not open for reading`, "fd");
+    if (file.kind !== "regular") throw vfsError(Errno.ENODEV, `a ${file.kind} cannot be mapped`, "fd");
+    return this.#heldInfo(this.#held.hold(file), file);
+  }
+
+  #heldInfo(id: bigint, file: OpenFile): HeldFileInfo {
+    return {
+      id,
+      path: file.linkTarget(),
+      stat: file.stat(),
+      readable: file.readable,
+      writable: file.writable,
+    };
+  }
+
+  /** Up to `length` bytes of a held description at `offset`, whatever its file position. */
+  readOpenFile(id: bigint, offset: number, length: number): Uint8Array {
+    if (length > MAX_HELD_IO_BYTES) {
+      throw vfsError(Errno.EINVAL, `${length} bytes is more than ${MAX_HELD_IO_BYTES} in one read`, "length");
+    }
+    const file = this.#held.file(id);
+    const pieces: Uint8Array[] = [];
+    let got = 0;
+    while (got < length) {
+      const piece = file.readAt(Math.min(length - got, MAX_IO_BYTES), offset + got);
+      if (piece.length === 0) break;
+      pieces.push(piece);
+      got += piece.length;
+    }
+    this.counters.bytesRead += got;
+    if (pieces.length === 1) return pieces[0];
+    const data = new Uint8Array(got);
+    let at = 0;
+    for (const piece of pieces) {
+      data.set(piece, at);
+      at += piece.length;
+    }
+    return data;
+  }
+
+  /** Writes `data` at `offset` through a held description (a shared mapping's pages written back). */
+  writeOpenFile(id: bigint, offset: number, data: Uint8Array): number {
+    if (data.length > MAX_HELD_IO_BYTES) {
+      throw vfsError(
+        Errno.EINVAL,
+        `${data.length} bytes is more than ${MAX_HELD_IO_BYTES} in one write`,
+        "data",
+      );
+    }
+    const file = this.#held.file(id);
+    if (!file.writable) {
+      throw vfsError(Errno.EBADF, `open file description ${id} is not open for writing`, "open_file_id");
+    }
+    // A page goes back where it lies in the file, whatever O_APPEND makes of write(2).
+    const flags = file.flags;
+    file.flags &= ~O_APPEND;
+    let written: number;
+    try {
+      written = file.writeAt(data, offset);
+    } finally {
+      file.flags = flags;
+    }
+    this.counters.bytesWritten += written;
+    return written;
+  }
+
+  /** Drops one hold; returns whether that closed the description. */
+  releaseOpenFile(id: bigint): boolean {
+    return this.#held.release(id);
   }
 }

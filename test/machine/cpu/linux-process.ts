@@ -6,6 +6,7 @@
 
 import { Cpu, StopReason } from "../../../services/machine/cpu/interpreter.ts";
 import { FlatMemory } from "../../../services/machine/cpu/flat.ts";
+import { HWCAP, HWCAP2 } from "../../../services/machine/cpu/features.ts";
 import { TLB_PAGE_BYTES } from "../../../services/machine/cpu/tlb.ts";
 
 const BASE = 0x10000000;
@@ -15,11 +16,6 @@ const MMAP_BASE = BASE + (48 << 20);
 
 /** Flat guest memory at BASE with a software TLB; everything else faults. */
 const processMemory = () => new FlatMemory(BASE, MEMORY_BYTES, { tlbEntries: 4096 });
-
-/** AT_HWCAP: 32- and 64-bit, AltiVec, FPU, MMU, ISA 2.05 and 2.06, VSX, little-endian. */
-const HWCAP = 0x80000000 | 0x40000000 | 0x10000000 | 0x08000000 | 0x04000000 | 0x1000 | 0x100 | 0x80 | 0x2;
-/** AT_HWCAP2: ISA 2.07 and 3.00, DSCR, isel, TAR, vector crypto, darn. */
-const HWCAP2 = 0x80000000 | 0x20000000 | 0x08000000 | 0x04000000 | 0x02000000 | 0x00800000 | 0x00200000;
 
 const ENOSYS = 38, ENOTTY = 25, EBADF = 9;
 

@@ -1,14 +1,13 @@
 // A stand-in for the machine's side of the trap path: a flat guest memory, the copy-in the
 // machine does from VFS_KERNEL_CALLS' per-call table before sending a call, and the copy-out of
 // the reply's outputs. Kernel calls made through it exercise the table as the machine uses it.
-import { IOC_WRITE, ioctlDirection, ioctlSize, PATH_MAX } from "../../../services/storage/vfs/linux.ts";
-import { MAX_IO_BYTES } from "../../../services/storage/vfs/files.ts";
+import { IOC_WRITE, ioctlDirection, ioctlSize } from "../../../lib/linux/ioctl.ts";
+import { PATH_MAX } from "../../../lib/linux/limits.ts";
+import { type InputSpec, MAX_IO_BYTES, VFS_KERNEL_CALLS } from "../../../lib/linux/vfs_calls.ts";
 import {
   type GuestBytes,
-  type InputSpec,
   type KernelCallResult,
   runKernelCall,
-  VFS_KERNEL_CALLS,
 } from "../../../services/storage/vfs/syscalls.ts";
 import type { Vfs } from "../../../services/storage/vfs/vfs.ts";
 

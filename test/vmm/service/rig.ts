@@ -5,7 +5,7 @@ import { expect } from "vitest";
 import { MachineService } from "../../../gen/astra/machine/v1/machine_pb.ts";
 import { PmmService } from "../../../gen/astra/pmm/v1/pmm_pb.ts";
 import { VmmService } from "../../../gen/astra/vmm/v1/vmm_pb.ts";
-import { AstraError, type Errno } from "../../../lib/errors.ts";
+import { AstraError, Code, Errno } from "../../../lib/errors.ts";
 import { GrpcTransport } from "../../../lib/grpc.ts";
 import { bootEmbedded, type EmbeddedSystem } from "../../../lib/host.ts";
 import type { SystemConfig } from "../../../lib/module.ts";
@@ -26,15 +26,20 @@ import {
 } from "../../../lib/ppc/hpt.ts";
 import { type Client, client, type Transport } from "../../../lib/rpc.ts";
 import { loadFactory } from "../../../services/index.ts";
-import type { OpenFileSource } from "../../../services/vmm/files.ts";
+import type { FileBackingFields, OpenFileSource } from "../../../services/vmm/files.ts";
 import { createVmm } from "../../../services/vmm/server.ts";
 
 export const P = 4096;
 export const MIB = 1024 * 1024;
 
-/** Files by open file description id, as storage would serve them. */
+/** Files by open file description id, as storage would serve them, with the holds vmm takes. */
 export class MemoryFileSource implements OpenFileSource {
   readonly files = new Map<bigint, Uint8Array>();
+  /** Descriptions by "pid:fd", for HoldDescriptor. */
+  readonly descriptors = new Map<string, bigint>();
+  /** Holds taken (HoldDescriptor) and given back (ReleaseOpenFile), by description. */
+  readonly held = new Map<bigint, number>();
+  readonly released: bigint[] = [];
   private nextId = 100n;
 
   add(bytes: Uint8Array): bigint {
@@ -56,6 +61,28 @@ export class MemoryFileSource implements OpenFileSource {
     grown.set(old);
     grown.set(bytes, offset);
     this.files.set(openFileId, grown);
+    return Promise.resolve();
+  }
+
+  hold(pid: number, fd: number): Promise<FileBackingFields> {
+    const openFileId = this.descriptors.get(`${pid}:${fd}`);
+    if (openFileId === undefined) {
+      return Promise.reject(new AstraError(Code.NOT_FOUND, Errno.EBADF, `no fd ${fd}`));
+    }
+    this.held.set(openFileId, (this.held.get(openFileId) ?? 0) + 1);
+    return Promise.resolve({
+      openFileId,
+      path: `/file-${openFileId}`,
+      device: 0x801,
+      inode: openFileId,
+      readable: true,
+      writable: true,
+    });
+  }
+
+  release(openFileId: bigint): Promise<void> {
+    this.released.push(openFileId);
+    this.held.set(openFileId, (this.held.get(openFileId) ?? 0) - 1);
     return Promise.resolve();
   }
 }

@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { CpuState, CpuSummary, Registers, SegmentMapping, ThreadContext, TrapEvent, TrapResolution, TrapSubscription } from "./cpu_pb.ts";
+import type { CpuState, CpuSummary, Registers, SegmentMapping, ThreadContext } from "./cpu_pb.ts";
 import { file_astra_machine_v1_cpu } from "./cpu_pb.ts";
 import type { DeviceInfo, DiskInfo, DiskLocation, FaultKind, MemoryRegion, NumaNode, PowerCutMode } from "./devices_pb.ts";
 import { file_astra_machine_v1_devices } from "./devices_pb.ts";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file astra/machine/v1/machine.proto.
  */
 export const file_astra_machine_v1_machine: GenFile = /*@__PURE__*/
-  fileDesc("Ch5hc3RyYS9tYWNoaW5lL3YxL21hY2hpbmUucHJvdG8SEGFzdHJhLm1hY2hpbmUudjEiEAoOR2V0SW5mb1JlcXVlc3QiyAMKD0dldEluZm9SZXNwb25zZRINCgVtb2RlbBgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCRIRCgljcHVfY291bnQYAyABKA0SFAoMbWVtb3J5X2J5dGVzGAQgASgEEh0KFXJlc2lkZW50X21lbW9yeV9ieXRlcxgFIAEoBBIuCgpudW1hX25vZGVzGAYgAygLMhouYXN0cmEubWFjaGluZS52MS5OdW1hTm9kZRIaChJ0aW1lYmFzZV9mcmVxdWVuY3kYByABKAQSEAoIdGltZWJhc2UYCCABKAQSFAoMdXB0aW1lX25hbm9zGAkgASgEEioKBGNwdXMYCiADKAsyHC5hc3RyYS5tYWNoaW5lLnYxLkNwdVN1bW1hcnkSLQoHZGV2aWNlcxgLIAMoCzIcLmFzdHJhLm1hY2hpbmUudjEuRGV2aWNlSW5mbxINCgVod2NhcBgMIAEoBBIOCgZod2NhcDIYDSABKAQSGgoSZGNhY2hlX2Jsb2NrX2J5dGVzGA4gASgNEhoKEmljYWNoZV9ibG9ja19ieXRlcxgPIAEoDRITCgtodGFiX29yaWdpbhgQIAEoBBIRCglodGFiX3NpemUYESABKA0iFQoTR2V0TWVtb3J5TWFwUmVxdWVzdCJ3ChRHZXRNZW1vcnlNYXBSZXNwb25zZRIvCgdyZWdpb25zGAEgAygLMh4uYXN0cmEubWFjaGluZS52MS5NZW1vcnlSZWdpb24SLgoKbnVtYV9ub2RlcxgCIAMoCzIaLmFzdHJhLm1hY2hpbmUudjEuTnVtYU5vZGUiNgoTUmVhZFBoeXNpY2FsUmVxdWVzdBIPCgdhZGRyZXNzGAEgASgEEg4KBmxlbmd0aBgCIAEoBCIkChRSZWFkUGh5c2ljYWxSZXNwb25zZRIMCgRkYXRhGAEgASgMIjUKFFdyaXRlUGh5c2ljYWxSZXF1ZXN0Eg8KB2FkZHJlc3MYASABKAQSDAoEZGF0YRgCIAEoDCIXChVXcml0ZVBoeXNpY2FsUmVzcG9uc2UiRQoTRmlsbFBoeXNpY2FsUmVxdWVzdBIPCgdhZGRyZXNzGAEgASgEEg4KBmxlbmd0aBgCIAEoBBINCgV2YWx1ZRgDIAEoDSIWChRGaWxsUGh5c2ljYWxSZXNwb25zZSIxCg9SZWFkTW1pb1JlcXVlc3QSDwoHYWRkcmVzcxgBIAEoBBINCgV3aWR0aBgCIAEoDSIhChBSZWFkTW1pb1Jlc3BvbnNlEg0KBXZhbHVlGAEgASgEIkEKEFdyaXRlTW1pb1JlcXVlc3QSDwoHYWRkcmVzcxgBIAEoBBINCgV3aWR0aBgCIAEoDRINCgV2YWx1ZRgDIAEoBCITChFXcml0ZU1taW9SZXNwb25zZSJCChJSZWFkVmlydHVhbFJlcXVlc3QSCwoDdGlkGAEgASgFEg8KB2FkZHJlc3MYAiABKAQSDgoGbGVuZ3RoGAMgASgEIiMKE1JlYWRWaXJ0dWFsUmVzcG9uc2USDAoEZGF0YRgBIAEoDCJBChNXcml0ZVZpcnR1YWxSZXF1ZXN0EgsKA3RpZBgBIAEoBRIPCgdhZGRyZXNzGAIgASgEEgwKBGRhdGEYAyABKAwiFgoUV3JpdGVWaXJ0dWFsUmVzcG9uc2UiEQoPTGlzdENwdXNSZXF1ZXN0Ij4KEExpc3RDcHVzUmVzcG9uc2USKgoEY3B1cxgBIAMoCzIcLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3VtbWFyeSIhChJHZXRDcHVTdGF0ZVJlcXVlc3QSCwoDY3B1GAEgASgNIm8KE0dldENwdVN0YXRlUmVzcG9uc2USLQoHc3VtbWFyeRgBIAEoCzIcLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3VtbWFyeRIpCgVzdGF0ZRgCIAEoCzIaLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3RhdGUiTAoSU2V0Q3B1U3RhdGVSZXF1ZXN0EgsKA2NwdRgBIAEoDRIpCgVzdGF0ZRgCIAEoCzIaLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3RhdGUiFQoTU2V0Q3B1U3RhdGVSZXNwb25zZSIeCg9TdGFydENwdVJlcXVlc3QSCwoDY3B1GAEgASgNIkEKEFN0YXJ0Q3B1UmVzcG9uc2USLQoHc3VtbWFyeRgBIAEoCzIcLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3VtbWFyeSIdCg5TdG9wQ3B1UmVxdWVzdBILCgNjcHUYASABKA0iQAoPU3RvcENwdVJlc3BvbnNlEi0KB3N1bW1hcnkYASABKAsyHC5hc3RyYS5tYWNoaW5lLnYxLkNwdVN1bW1hcnkiZQoaQ3JlYXRlVGhyZWFkQ29udGV4dFJlcXVlc3QSMAoHY29udGV4dBgBIAEoCzIfLmFzdHJhLm1hY2hpbmUudjEuVGhyZWFkQ29udGV4dBIVCg1jb3B5X2Zyb21fdGlkGAIgASgFIh0KG0NyZWF0ZVRocmVhZENvbnRleHRSZXNwb25zZSImChdHZXRUaHJlYWRDb250ZXh0UmVxdWVzdBILCgN0aWQYASABKAUiWQoYR2V0VGhyZWFkQ29udGV4dFJlc3BvbnNlEjAKB2NvbnRleHQYASABKAsyHy5hc3RyYS5tYWNoaW5lLnYxLlRocmVhZENvbnRleHQSCwoDY3B1GAIgASgFIqQBChdTZXRUaHJlYWRDb250ZXh0UmVxdWVzdBILCgN0aWQYASABKAUSLgoJcmVnaXN0ZXJzGAIgASgLMhsuYXN0cmEubWFjaGluZS52MS5SZWdpc3RlcnMSMgoIc2VnbWVudHMYAyADKAsyIC5hc3RyYS5tYWNoaW5lLnYxLlNlZ21lbnRNYXBwaW5nEhgKEHJlcGxhY2Vfc2VnbWVudHMYBCABKAgiGgoYU2V0VGhyZWFkQ29udGV4dFJlc3BvbnNlIikKGkRlbGV0ZVRocmVhZENvbnRleHRSZXF1ZXN0EgsKA3RpZBgBIAEoBSIdChtEZWxldGVUaHJlYWRDb250ZXh0UmVzcG9uc2UiLAoQUnVuVGhyZWFkUmVxdWVzdBILCgNjcHUYASABKA0SCwoDdGlkGAIgASgFIhMKEVJ1blRocmVhZFJlc3BvbnNlIkIKGFNldFBhcnRpdGlvblRhYmxlUmVxdWVzdBITCgtodGFiX29yaWdpbhgBIAEoBBIRCglodGFiX3NpemUYAiABKA0iOAoZU2V0UGFydGl0aW9uVGFibGVSZXNwb25zZRIbChNlbnRyaWVzX2ludmFsaWRhdGVkGAEgASgEIowBChRJbnZhbGlkYXRlVGxiUmVxdWVzdBIpCgVzY29wZRgBIAEoDjIaLmFzdHJhLm1hY2hpbmUudjEuVGxiU2NvcGUSDAoEdnNpZBgCIAEoBBIZChFlZmZlY3RpdmVfYWRkcmVzcxgDIAEoBBISCgpwYWdlX3NoaWZ0GAQgASgNEgwKBGNwdXMYBSADKA0iNAoVSW52YWxpZGF0ZVRsYlJlc3BvbnNlEhsKE2VudHJpZXNfaW52YWxpZGF0ZWQYASABKAQijwEKEVRyYXBTdHJlYW1SZXF1ZXN0EjcKCXN1YnNjcmliZRgBIAEoCzIiLmFzdHJhLm1hY2hpbmUudjEuVHJhcFN1YnNjcmlwdGlvbkgAEjYKCnJlc29sdXRpb24YAiABKAsyIC5hc3RyYS5tYWNoaW5lLnYxLlRyYXBSZXNvbHV0aW9uSABCCQoHbWVzc2FnZSJAChJUcmFwU3RyZWFtUmVzcG9uc2USKgoFZXZlbnQYASABKAsyGy5hc3RyYS5tYWNoaW5lLnYxLlRyYXBFdmVudCIjChNXcml0ZUNvbnNvbGVSZXF1ZXN0EgwKBGRhdGEYASABKAwiFgoUV3JpdGVDb25zb2xlUmVzcG9uc2UiLwoUQ29uc29sZU91dHB1dFJlcXVlc3QSFwoPaW5jbHVkZV9oaXN0b3J5GAEgASgIIjUKFUNvbnNvbGVPdXRwdXRSZXNwb25zZRIMCgRkYXRhGAEgASgMEg4KBm9mZnNldBgCIAEoBCIoChhXcml0ZUNvbnNvbGVJbnB1dFJlcXVlc3QSDAoEZGF0YRgBIAEoDCItChlXcml0ZUNvbnNvbGVJbnB1dFJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgEIhIKEExpc3REaXNrc1JlcXVlc3QiPgoRTGlzdERpc2tzUmVzcG9uc2USKQoFZGlza3MYASADKAsyGi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tJbmZvIn8KEUF0dGFjaERpc2tSZXF1ZXN0EjAKCGxvY2F0aW9uGAEgASgLMh4uYXN0cmEubWFjaGluZS52MS5EaXNrTG9jYXRpb24SEgoKaW1hZ2VfcGF0aBgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgEEhAKCGxiYV9zaXplGAQgASgNIj4KEkF0dGFjaERpc2tSZXNwb25zZRIoCgRkaXNrGAEgASgLMhouYXN0cmEubWFjaGluZS52MS5EaXNrSW5mbyJXChFEZXRhY2hEaXNrUmVxdWVzdBIwCghsb2NhdGlvbhgBIAEoCzIeLmFzdHJhLm1hY2hpbmUudjEuRGlza0xvY2F0aW9uEhAKCHN1cnByaXNlGAIgASgIIkEKEkRldGFjaERpc2tSZXNwb25zZRIWCg53cml0ZXNfZmx1c2hlZBgBIAEoBBITCgt3cml0ZXNfbG9zdBgCIAEoBCKrAQoPUG93ZXJDdXRSZXF1ZXN0EjAKCGxvY2F0aW9uGAEgASgLMh4uYXN0cmEubWFjaGluZS52MS5EaXNrTG9jYXRpb24SLAoEbW9kZRgCIAEoDjIeLmFzdHJhLm1hY2hpbmUudjEuUG93ZXJDdXRNb2RlEhUKDXByZWZpeF93cml0ZXMYAyABKAQSDAoEc2VlZBgEIAEoBBITCgt0ZWFyX3NlY3RvchgFIAEoCCKeAQoQUG93ZXJDdXRSZXNwb25zZRIYChB3cml0ZXNfcGVyc2lzdGVkGAEgASgEEhMKC3dyaXRlc19sb3N0GAIgASgEEhAKCHRvcm5fbGJhGAMgASgEEgwKBHRvcm4YBCABKAgSDAoEc2VlZBgFIAEoBBItCgVkaXNrcxgGIAMoCzIeLmFzdHJhLm1hY2hpbmUudjEuRGlza1Bvd2VyQ3V0IrEBCgxEaXNrUG93ZXJDdXQSMAoIbG9jYXRpb24YASABKAsyHi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tMb2NhdGlvbhIYChB3cml0ZXNfcGVyc2lzdGVkGAIgASgEEhMKC3dyaXRlc19sb3N0GAMgASgEEgwKBHRvcm4YBCABKAgSEAoIdG9ybl9sYmEYBSABKAQSEgoKdG9ybl9ieXRlcxgGIAEoDRIMCgRzZWVkGAcgASgEIqYBChJJbmplY3RGYXVsdFJlcXVlc3QSMAoIbG9jYXRpb24YASABKAsyHi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tMb2NhdGlvbhIpCgRraW5kGAIgASgOMhsuYXN0cmEubWFjaGluZS52MS5GYXVsdEtpbmQSEQoJbGJhX2ZpcnN0GAMgASgEEhEKCWxiYV9jb3VudBgEIAEoBBINCgVjb3VudBgFIAEoDSInChNJbmplY3RGYXVsdFJlc3BvbnNlEhAKCGZhdWx0X2lkGAEgASgEIlgKEkNsZWFyRmF1bHRzUmVxdWVzdBIwCghsb2NhdGlvbhgBIAEoCzIeLmFzdHJhLm1hY2hpbmUudjEuRGlza0xvY2F0aW9uEhAKCGZhdWx0X2lkGAIgASgEIiYKE0NsZWFyRmF1bHRzUmVzcG9uc2USDwoHY2xlYXJlZBgBIAEoDSpjCghUbGJTY29wZRIZChVUTEJfU0NPUEVfVU5TUEVDSUZJRUQQABISCg5UTEJfU0NPUEVfUEFHRRABEhUKEVRMQl9TQ09QRV9TRUdNRU5UEAISEQoNVExCX1NDT1BFX0FMTBADMpQXCg5NYWNoaW5lU2VydmljZRJTCgdHZXRJbmZvEiAuYXN0cmEubWFjaGluZS52MS5HZXRJbmZvUmVxdWVzdBohLmFzdHJhLm1hY2hpbmUudjEuR2V0SW5mb1Jlc3BvbnNlIgOQAgESYgoMR2V0TWVtb3J5TWFwEiUuYXN0cmEubWFjaGluZS52MS5HZXRNZW1vcnlNYXBSZXF1ZXN0GiYuYXN0cmEubWFjaGluZS52MS5HZXRNZW1vcnlNYXBSZXNwb25zZSIDkAIBEl0KDFJlYWRQaHlzaWNhbBIlLmFzdHJhLm1hY2hpbmUudjEuUmVhZFBoeXNpY2FsUmVxdWVzdBomLmFzdHJhLm1hY2hpbmUudjEuUmVhZFBoeXNpY2FsUmVzcG9uc2USYAoNV3JpdGVQaHlzaWNhbBImLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVQaHlzaWNhbFJlcXVlc3QaJy5hc3RyYS5tYWNoaW5lLnYxLldyaXRlUGh5c2ljYWxSZXNwb25zZRJdCgxGaWxsUGh5c2ljYWwSJS5hc3RyYS5tYWNoaW5lLnYxLkZpbGxQaHlzaWNhbFJlcXVlc3QaJi5hc3RyYS5tYWNoaW5lLnYxLkZpbGxQaHlzaWNhbFJlc3BvbnNlElEKCFJlYWRNbWlvEiEuYXN0cmEubWFjaGluZS52MS5SZWFkTW1pb1JlcXVlc3QaIi5hc3RyYS5tYWNoaW5lLnYxLlJlYWRNbWlvUmVzcG9uc2USVAoJV3JpdGVNbWlvEiIuYXN0cmEubWFjaGluZS52MS5Xcml0ZU1taW9SZXF1ZXN0GiMuYXN0cmEubWFjaGluZS52MS5Xcml0ZU1taW9SZXNwb25zZRJaCgtSZWFkVmlydHVhbBIkLmFzdHJhLm1hY2hpbmUudjEuUmVhZFZpcnR1YWxSZXF1ZXN0GiUuYXN0cmEubWFjaGluZS52MS5SZWFkVmlydHVhbFJlc3BvbnNlEl0KDFdyaXRlVmlydHVhbBIlLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVWaXJ0dWFsUmVxdWVzdBomLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVWaXJ0dWFsUmVzcG9uc2USVgoITGlzdENwdXMSIS5hc3RyYS5tYWNoaW5lLnYxLkxpc3RDcHVzUmVxdWVzdBoiLmFzdHJhLm1hY2hpbmUudjEuTGlzdENwdXNSZXNwb25zZSIDkAIBEl8KC0dldENwdVN0YXRlEiQuYXN0cmEubWFjaGluZS52MS5HZXRDcHVTdGF0ZVJlcXVlc3QaJS5hc3RyYS5tYWNoaW5lLnYxLkdldENwdVN0YXRlUmVzcG9uc2UiA5ACARJaCgtTZXRDcHVTdGF0ZRIkLmFzdHJhLm1hY2hpbmUudjEuU2V0Q3B1U3RhdGVSZXF1ZXN0GiUuYXN0cmEubWFjaGluZS52MS5TZXRDcHVTdGF0ZVJlc3BvbnNlElEKCFN0YXJ0Q3B1EiEuYXN0cmEubWFjaGluZS52MS5TdGFydENwdVJlcXVlc3QaIi5hc3RyYS5tYWNoaW5lLnYxLlN0YXJ0Q3B1UmVzcG9uc2USTgoHU3RvcENwdRIgLmFzdHJhLm1hY2hpbmUudjEuU3RvcENwdVJlcXVlc3QaIS5hc3RyYS5tYWNoaW5lLnYxLlN0b3BDcHVSZXNwb25zZRJyChNDcmVhdGVUaHJlYWRDb250ZXh0EiwuYXN0cmEubWFjaGluZS52MS5DcmVhdGVUaHJlYWRDb250ZXh0UmVxdWVzdBotLmFzdHJhLm1hY2hpbmUudjEuQ3JlYXRlVGhyZWFkQ29udGV4dFJlc3BvbnNlEm4KEEdldFRocmVhZENvbnRleHQSKS5hc3RyYS5tYWNoaW5lLnYxLkdldFRocmVhZENvbnRleHRSZXF1ZXN0GiouYXN0cmEubWFjaGluZS52MS5HZXRUaHJlYWRDb250ZXh0UmVzcG9uc2UiA5ACARJpChBTZXRUaHJlYWRDb250ZXh0EikuYXN0cmEubWFjaGluZS52MS5TZXRUaHJlYWRDb250ZXh0UmVxdWVzdBoqLmFzdHJhLm1hY2hpbmUudjEuU2V0VGhyZWFkQ29udGV4dFJlc3BvbnNlEnIKE0RlbGV0ZVRocmVhZENvbnRleHQSLC5hc3RyYS5tYWNoaW5lLnYxLkRlbGV0ZVRocmVhZENvbnRleHRSZXF1ZXN0Gi0uYXN0cmEubWFjaGluZS52MS5EZWxldGVUaHJlYWRDb250ZXh0UmVzcG9uc2USVAoJUnVuVGhyZWFkEiIuYXN0cmEubWFjaGluZS52MS5SdW5UaHJlYWRSZXF1ZXN0GiMuYXN0cmEubWFjaGluZS52MS5SdW5UaHJlYWRSZXNwb25zZRJsChFTZXRQYXJ0aXRpb25UYWJsZRIqLmFzdHJhLm1hY2hpbmUudjEuU2V0UGFydGl0aW9uVGFibGVSZXF1ZXN0GisuYXN0cmEubWFjaGluZS52MS5TZXRQYXJ0aXRpb25UYWJsZVJlc3BvbnNlEmAKDUludmFsaWRhdGVUbGISJi5hc3RyYS5tYWNoaW5lLnYxLkludmFsaWRhdGVUbGJSZXF1ZXN0GicuYXN0cmEubWFjaGluZS52MS5JbnZhbGlkYXRlVGxiUmVzcG9uc2USWwoKVHJhcFN0cmVhbRIjLmFzdHJhLm1hY2hpbmUudjEuVHJhcFN0cmVhbVJlcXVlc3QaJC5hc3RyYS5tYWNoaW5lLnYxLlRyYXBTdHJlYW1SZXNwb25zZSgBMAESXQoMV3JpdGVDb25zb2xlEiUuYXN0cmEubWFjaGluZS52MS5Xcml0ZUNvbnNvbGVSZXF1ZXN0GiYuYXN0cmEubWFjaGluZS52MS5Xcml0ZUNvbnNvbGVSZXNwb25zZRJiCg1Db25zb2xlT3V0cHV0EiYuYXN0cmEubWFjaGluZS52MS5Db25zb2xlT3V0cHV0UmVxdWVzdBonLmFzdHJhLm1hY2hpbmUudjEuQ29uc29sZU91dHB1dFJlc3BvbnNlMAESbAoRV3JpdGVDb25zb2xlSW5wdXQSKi5hc3RyYS5tYWNoaW5lLnYxLldyaXRlQ29uc29sZUlucHV0UmVxdWVzdBorLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVDb25zb2xlSW5wdXRSZXNwb25zZRJZCglMaXN0RGlza3MSIi5hc3RyYS5tYWNoaW5lLnYxLkxpc3REaXNrc1JlcXVlc3QaIy5hc3RyYS5tYWNoaW5lLnYxLkxpc3REaXNrc1Jlc3BvbnNlIgOQAgESVwoKQXR0YWNoRGlzaxIjLmFzdHJhLm1hY2hpbmUudjEuQXR0YWNoRGlza1JlcXVlc3QaJC5hc3RyYS5tYWNoaW5lLnYxLkF0dGFjaERpc2tSZXNwb25zZRJXCgpEZXRhY2hEaXNrEiMuYXN0cmEubWFjaGluZS52MS5EZXRhY2hEaXNrUmVxdWVzdBokLmFzdHJhLm1hY2hpbmUudjEuRGV0YWNoRGlza1Jlc3BvbnNlElEKCFBvd2VyQ3V0EiEuYXN0cmEubWFjaGluZS52MS5Qb3dlckN1dFJlcXVlc3QaIi5hc3RyYS5tYWNoaW5lLnYxLlBvd2VyQ3V0UmVzcG9uc2USWgoLSW5qZWN0RmF1bHQSJC5hc3RyYS5tYWNoaW5lLnYxLkluamVjdEZhdWx0UmVxdWVzdBolLmFzdHJhLm1hY2hpbmUudjEuSW5qZWN0RmF1bHRSZXNwb25zZRJaCgtDbGVhckZhdWx0cxIkLmFzdHJhLm1hY2hpbmUudjEuQ2xlYXJGYXVsdHNSZXF1ZXN0GiUuYXN0cmEubWFjaGluZS52MS5DbGVhckZhdWx0c1Jlc3BvbnNlYgZwcm90bzM", [file_astra_machine_v1_cpu, file_astra_machine_v1_devices]);
+  fileDesc("Ch5hc3RyYS9tYWNoaW5lL3YxL21hY2hpbmUucHJvdG8SEGFzdHJhLm1hY2hpbmUudjEiEAoOR2V0SW5mb1JlcXVlc3QiyAMKD0dldEluZm9SZXNwb25zZRINCgVtb2RlbBgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCRIRCgljcHVfY291bnQYAyABKA0SFAoMbWVtb3J5X2J5dGVzGAQgASgEEh0KFXJlc2lkZW50X21lbW9yeV9ieXRlcxgFIAEoBBIuCgpudW1hX25vZGVzGAYgAygLMhouYXN0cmEubWFjaGluZS52MS5OdW1hTm9kZRIaChJ0aW1lYmFzZV9mcmVxdWVuY3kYByABKAQSEAoIdGltZWJhc2UYCCABKAQSFAoMdXB0aW1lX25hbm9zGAkgASgEEioKBGNwdXMYCiADKAsyHC5hc3RyYS5tYWNoaW5lLnYxLkNwdVN1bW1hcnkSLQoHZGV2aWNlcxgLIAMoCzIcLmFzdHJhLm1hY2hpbmUudjEuRGV2aWNlSW5mbxINCgVod2NhcBgMIAEoBBIOCgZod2NhcDIYDSABKAQSGgoSZGNhY2hlX2Jsb2NrX2J5dGVzGA4gASgNEhoKEmljYWNoZV9ibG9ja19ieXRlcxgPIAEoDRITCgtodGFiX29yaWdpbhgQIAEoBBIRCglodGFiX3NpemUYESABKA0iFQoTR2V0TWVtb3J5TWFwUmVxdWVzdCJ3ChRHZXRNZW1vcnlNYXBSZXNwb25zZRIvCgdyZWdpb25zGAEgAygLMh4uYXN0cmEubWFjaGluZS52MS5NZW1vcnlSZWdpb24SLgoKbnVtYV9ub2RlcxgCIAMoCzIaLmFzdHJhLm1hY2hpbmUudjEuTnVtYU5vZGUiNgoTUmVhZFBoeXNpY2FsUmVxdWVzdBIPCgdhZGRyZXNzGAEgASgEEg4KBmxlbmd0aBgCIAEoBCIkChRSZWFkUGh5c2ljYWxSZXNwb25zZRIMCgRkYXRhGAEgASgMIjUKFFdyaXRlUGh5c2ljYWxSZXF1ZXN0Eg8KB2FkZHJlc3MYASABKAQSDAoEZGF0YRgCIAEoDCIXChVXcml0ZVBoeXNpY2FsUmVzcG9uc2UiRQoTRmlsbFBoeXNpY2FsUmVxdWVzdBIPCgdhZGRyZXNzGAEgASgEEg4KBmxlbmd0aBgCIAEoBBINCgV2YWx1ZRgDIAEoDSIWChRGaWxsUGh5c2ljYWxSZXNwb25zZSIxCg9SZWFkTW1pb1JlcXVlc3QSDwoHYWRkcmVzcxgBIAEoBBINCgV3aWR0aBgCIAEoDSIhChBSZWFkTW1pb1Jlc3BvbnNlEg0KBXZhbHVlGAEgASgEIkEKEFdyaXRlTW1pb1JlcXVlc3QSDwoHYWRkcmVzcxgBIAEoBBINCgV3aWR0aBgCIAEoDRINCgV2YWx1ZRgDIAEoBCITChFXcml0ZU1taW9SZXNwb25zZSJCChJSZWFkVmlydHVhbFJlcXVlc3QSCwoDdGlkGAEgASgFEg8KB2FkZHJlc3MYAiABKAQSDgoGbGVuZ3RoGAMgASgEIiMKE1JlYWRWaXJ0dWFsUmVzcG9uc2USDAoEZGF0YRgBIAEoDCJBChNXcml0ZVZpcnR1YWxSZXF1ZXN0EgsKA3RpZBgBIAEoBRIPCgdhZGRyZXNzGAIgASgEEgwKBGRhdGEYAyABKAwiFgoUV3JpdGVWaXJ0dWFsUmVzcG9uc2UiEQoPTGlzdENwdXNSZXF1ZXN0Ij4KEExpc3RDcHVzUmVzcG9uc2USKgoEY3B1cxgBIAMoCzIcLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3VtbWFyeSIhChJHZXRDcHVTdGF0ZVJlcXVlc3QSCwoDY3B1GAEgASgNIm8KE0dldENwdVN0YXRlUmVzcG9uc2USLQoHc3VtbWFyeRgBIAEoCzIcLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3VtbWFyeRIpCgVzdGF0ZRgCIAEoCzIaLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3RhdGUiTAoSU2V0Q3B1U3RhdGVSZXF1ZXN0EgsKA2NwdRgBIAEoDRIpCgVzdGF0ZRgCIAEoCzIaLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3RhdGUiFQoTU2V0Q3B1U3RhdGVSZXNwb25zZSIeCg9TdGFydENwdVJlcXVlc3QSCwoDY3B1GAEgASgNIkEKEFN0YXJ0Q3B1UmVzcG9uc2USLQoHc3VtbWFyeRgBIAEoCzIcLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3VtbWFyeSIdCg5TdG9wQ3B1UmVxdWVzdBILCgNjcHUYASABKA0iQAoPU3RvcENwdVJlc3BvbnNlEi0KB3N1bW1hcnkYASABKAsyHC5hc3RyYS5tYWNoaW5lLnYxLkNwdVN1bW1hcnkiZQoaQ3JlYXRlVGhyZWFkQ29udGV4dFJlcXVlc3QSMAoHY29udGV4dBgBIAEoCzIfLmFzdHJhLm1hY2hpbmUudjEuVGhyZWFkQ29udGV4dBIVCg1jb3B5X2Zyb21fdGlkGAIgASgFIh0KG0NyZWF0ZVRocmVhZENvbnRleHRSZXNwb25zZSImChdHZXRUaHJlYWRDb250ZXh0UmVxdWVzdBILCgN0aWQYASABKAUiWQoYR2V0VGhyZWFkQ29udGV4dFJlc3BvbnNlEjAKB2NvbnRleHQYASABKAsyHy5hc3RyYS5tYWNoaW5lLnYxLlRocmVhZENvbnRleHQSCwoDY3B1GAIgASgFIqQBChdTZXRUaHJlYWRDb250ZXh0UmVxdWVzdBILCgN0aWQYASABKAUSLgoJcmVnaXN0ZXJzGAIgASgLMhsuYXN0cmEubWFjaGluZS52MS5SZWdpc3RlcnMSMgoIc2VnbWVudHMYAyADKAsyIC5hc3RyYS5tYWNoaW5lLnYxLlNlZ21lbnRNYXBwaW5nEhgKEHJlcGxhY2Vfc2VnbWVudHMYBCABKAgiGgoYU2V0VGhyZWFkQ29udGV4dFJlc3BvbnNlIikKGkRlbGV0ZVRocmVhZENvbnRleHRSZXF1ZXN0EgsKA3RpZBgBIAEoBSIdChtEZWxldGVUaHJlYWRDb250ZXh0UmVzcG9uc2UiLAoQUnVuVGhyZWFkUmVxdWVzdBILCgNjcHUYASABKA0SCwoDdGlkGAIgASgFIhMKEVJ1blRocmVhZFJlc3BvbnNlIkIKGFNldFBhcnRpdGlvblRhYmxlUmVxdWVzdBITCgtodGFiX29yaWdpbhgBIAEoBBIRCglodGFiX3NpemUYAiABKA0iOAoZU2V0UGFydGl0aW9uVGFibGVSZXNwb25zZRIbChNlbnRyaWVzX2ludmFsaWRhdGVkGAEgASgEIowBChRJbnZhbGlkYXRlVGxiUmVxdWVzdBIpCgVzY29wZRgBIAEoDjIaLmFzdHJhLm1hY2hpbmUudjEuVGxiU2NvcGUSDAoEdnNpZBgCIAEoBBIZChFlZmZlY3RpdmVfYWRkcmVzcxgDIAEoBBISCgpwYWdlX3NoaWZ0GAQgASgNEgwKBGNwdXMYBSADKA0iNAoVSW52YWxpZGF0ZVRsYlJlc3BvbnNlEhsKE2VudHJpZXNfaW52YWxpZGF0ZWQYASABKAQiIwoTV3JpdGVDb25zb2xlUmVxdWVzdBIMCgRkYXRhGAEgASgMIhYKFFdyaXRlQ29uc29sZVJlc3BvbnNlIi8KFENvbnNvbGVPdXRwdXRSZXF1ZXN0EhcKD2luY2x1ZGVfaGlzdG9yeRgBIAEoCCI1ChVDb25zb2xlT3V0cHV0UmVzcG9uc2USDAoEZGF0YRgBIAEoDBIOCgZvZmZzZXQYAiABKAQiKAoYV3JpdGVDb25zb2xlSW5wdXRSZXF1ZXN0EgwKBGRhdGEYASABKAwiLQoZV3JpdGVDb25zb2xlSW5wdXRSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoBCISChBMaXN0RGlza3NSZXF1ZXN0Ij4KEUxpc3REaXNrc1Jlc3BvbnNlEikKBWRpc2tzGAEgAygLMhouYXN0cmEubWFjaGluZS52MS5EaXNrSW5mbyJ/ChFBdHRhY2hEaXNrUmVxdWVzdBIwCghsb2NhdGlvbhgBIAEoCzIeLmFzdHJhLm1hY2hpbmUudjEuRGlza0xvY2F0aW9uEhIKCmltYWdlX3BhdGgYAiABKAkSEgoKc2l6ZV9ieXRlcxgDIAEoBBIQCghsYmFfc2l6ZRgEIAEoDSI+ChJBdHRhY2hEaXNrUmVzcG9uc2USKAoEZGlzaxgBIAEoCzIaLmFzdHJhLm1hY2hpbmUudjEuRGlza0luZm8iVwoRRGV0YWNoRGlza1JlcXVlc3QSMAoIbG9jYXRpb24YASABKAsyHi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tMb2NhdGlvbhIQCghzdXJwcmlzZRgCIAEoCCJBChJEZXRhY2hEaXNrUmVzcG9uc2USFgoOd3JpdGVzX2ZsdXNoZWQYASABKAQSEwoLd3JpdGVzX2xvc3QYAiABKAQiqwEKD1Bvd2VyQ3V0UmVxdWVzdBIwCghsb2NhdGlvbhgBIAEoCzIeLmFzdHJhLm1hY2hpbmUudjEuRGlza0xvY2F0aW9uEiwKBG1vZGUYAiABKA4yHi5hc3RyYS5tYWNoaW5lLnYxLlBvd2VyQ3V0TW9kZRIVCg1wcmVmaXhfd3JpdGVzGAMgASgEEgwKBHNlZWQYBCABKAQSEwoLdGVhcl9zZWN0b3IYBSABKAgingEKEFBvd2VyQ3V0UmVzcG9uc2USGAoQd3JpdGVzX3BlcnNpc3RlZBgBIAEoBBITCgt3cml0ZXNfbG9zdBgCIAEoBBIQCgh0b3JuX2xiYRgDIAEoBBIMCgR0b3JuGAQgASgIEgwKBHNlZWQYBSABKAQSLQoFZGlza3MYBiADKAsyHi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tQb3dlckN1dCKxAQoMRGlza1Bvd2VyQ3V0EjAKCGxvY2F0aW9uGAEgASgLMh4uYXN0cmEubWFjaGluZS52MS5EaXNrTG9jYXRpb24SGAoQd3JpdGVzX3BlcnNpc3RlZBgCIAEoBBITCgt3cml0ZXNfbG9zdBgDIAEoBBIMCgR0b3JuGAQgASgIEhAKCHRvcm5fbGJhGAUgASgEEhIKCnRvcm5fYnl0ZXMYBiABKA0SDAoEc2VlZBgHIAEoBCKmAQoSSW5qZWN0RmF1bHRSZXF1ZXN0EjAKCGxvY2F0aW9uGAEgASgLMh4uYXN0cmEubWFjaGluZS52MS5EaXNrTG9jYXRpb24SKQoEa2luZBgCIAEoDjIbLmFzdHJhLm1hY2hpbmUudjEuRmF1bHRLaW5kEhEKCWxiYV9maXJzdBgDIAEoBBIRCglsYmFfY291bnQYBCABKAQSDQoFY291bnQYBSABKA0iJwoTSW5qZWN0RmF1bHRSZXNwb25zZRIQCghmYXVsdF9pZBgBIAEoBCJYChJDbGVhckZhdWx0c1JlcXVlc3QSMAoIbG9jYXRpb24YASABKAsyHi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tMb2NhdGlvbhIQCghmYXVsdF9pZBgCIAEoBCImChNDbGVhckZhdWx0c1Jlc3BvbnNlEg8KB2NsZWFyZWQYASABKA0qYwoIVGxiU2NvcGUSGQoVVExCX1NDT1BFX1VOU1BFQ0lGSUVEEAASEgoOVExCX1NDT1BFX1BBR0UQARIVChFUTEJfU0NPUEVfU0VHTUVOVBACEhEKDVRMQl9TQ09QRV9BTEwQAzK3FgoOTWFjaGluZVNlcnZpY2USUwoHR2V0SW5mbxIgLmFzdHJhLm1hY2hpbmUudjEuR2V0SW5mb1JlcXVlc3QaIS5hc3RyYS5tYWNoaW5lLnYxLkdldEluZm9SZXNwb25zZSIDkAIBEmIKDEdldE1lbW9yeU1hcBIlLmFzdHJhLm1hY2hpbmUudjEuR2V0TWVtb3J5TWFwUmVxdWVzdBomLmFzdHJhLm1hY2hpbmUudjEuR2V0TWVtb3J5TWFwUmVzcG9uc2UiA5ACARJdCgxSZWFkUGh5c2ljYWwSJS5hc3RyYS5tYWNoaW5lLnYxLlJlYWRQaHlzaWNhbFJlcXVlc3QaJi5hc3RyYS5tYWNoaW5lLnYxLlJlYWRQaHlzaWNhbFJlc3BvbnNlEmAKDVdyaXRlUGh5c2ljYWwSJi5hc3RyYS5tYWNoaW5lLnYxLldyaXRlUGh5c2ljYWxSZXF1ZXN0GicuYXN0cmEubWFjaGluZS52MS5Xcml0ZVBoeXNpY2FsUmVzcG9uc2USXQoMRmlsbFBoeXNpY2FsEiUuYXN0cmEubWFjaGluZS52MS5GaWxsUGh5c2ljYWxSZXF1ZXN0GiYuYXN0cmEubWFjaGluZS52MS5GaWxsUGh5c2ljYWxSZXNwb25zZRJRCghSZWFkTW1pbxIhLmFzdHJhLm1hY2hpbmUudjEuUmVhZE1taW9SZXF1ZXN0GiIuYXN0cmEubWFjaGluZS52MS5SZWFkTW1pb1Jlc3BvbnNlElQKCVdyaXRlTW1pbxIiLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVNbWlvUmVxdWVzdBojLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVNbWlvUmVzcG9uc2USWgoLUmVhZFZpcnR1YWwSJC5hc3RyYS5tYWNoaW5lLnYxLlJlYWRWaXJ0dWFsUmVxdWVzdBolLmFzdHJhLm1hY2hpbmUudjEuUmVhZFZpcnR1YWxSZXNwb25zZRJdCgxXcml0ZVZpcnR1YWwSJS5hc3RyYS5tYWNoaW5lLnYxLldyaXRlVmlydHVhbFJlcXVlc3QaJi5hc3RyYS5tYWNoaW5lLnYxLldyaXRlVmlydHVhbFJlc3BvbnNlElYKCExpc3RDcHVzEiEuYXN0cmEubWFjaGluZS52MS5MaXN0Q3B1c1JlcXVlc3QaIi5hc3RyYS5tYWNoaW5lLnYxLkxpc3RDcHVzUmVzcG9uc2UiA5ACARJfCgtHZXRDcHVTdGF0ZRIkLmFzdHJhLm1hY2hpbmUudjEuR2V0Q3B1U3RhdGVSZXF1ZXN0GiUuYXN0cmEubWFjaGluZS52MS5HZXRDcHVTdGF0ZVJlc3BvbnNlIgOQAgESWgoLU2V0Q3B1U3RhdGUSJC5hc3RyYS5tYWNoaW5lLnYxLlNldENwdVN0YXRlUmVxdWVzdBolLmFzdHJhLm1hY2hpbmUudjEuU2V0Q3B1U3RhdGVSZXNwb25zZRJRCghTdGFydENwdRIhLmFzdHJhLm1hY2hpbmUudjEuU3RhcnRDcHVSZXF1ZXN0GiIuYXN0cmEubWFjaGluZS52MS5TdGFydENwdVJlc3BvbnNlEk4KB1N0b3BDcHUSIC5hc3RyYS5tYWNoaW5lLnYxLlN0b3BDcHVSZXF1ZXN0GiEuYXN0cmEubWFjaGluZS52MS5TdG9wQ3B1UmVzcG9uc2UScgoTQ3JlYXRlVGhyZWFkQ29udGV4dBIsLmFzdHJhLm1hY2hpbmUudjEuQ3JlYXRlVGhyZWFkQ29udGV4dFJlcXVlc3QaLS5hc3RyYS5tYWNoaW5lLnYxLkNyZWF0ZVRocmVhZENvbnRleHRSZXNwb25zZRJuChBHZXRUaHJlYWRDb250ZXh0EikuYXN0cmEubWFjaGluZS52MS5HZXRUaHJlYWRDb250ZXh0UmVxdWVzdBoqLmFzdHJhLm1hY2hpbmUudjEuR2V0VGhyZWFkQ29udGV4dFJlc3BvbnNlIgOQAgESaQoQU2V0VGhyZWFkQ29udGV4dBIpLmFzdHJhLm1hY2hpbmUudjEuU2V0VGhyZWFkQ29udGV4dFJlcXVlc3QaKi5hc3RyYS5tYWNoaW5lLnYxLlNldFRocmVhZENvbnRleHRSZXNwb25zZRJyChNEZWxldGVUaHJlYWRDb250ZXh0EiwuYXN0cmEubWFjaGluZS52MS5EZWxldGVUaHJlYWRDb250ZXh0UmVxdWVzdBotLmFzdHJhLm1hY2hpbmUudjEuRGVsZXRlVGhyZWFkQ29udGV4dFJlc3BvbnNlElQKCVJ1blRocmVhZBIiLmFzdHJhLm1hY2hpbmUudjEuUnVuVGhyZWFkUmVxdWVzdBojLmFzdHJhLm1hY2hpbmUudjEuUnVuVGhyZWFkUmVzcG9uc2USbAoRU2V0UGFydGl0aW9uVGFibGUSKi5hc3RyYS5tYWNoaW5lLnYxLlNldFBhcnRpdGlvblRhYmxlUmVxdWVzdBorLmFzdHJhLm1hY2hpbmUudjEuU2V0UGFydGl0aW9uVGFibGVSZXNwb25zZRJgCg1JbnZhbGlkYXRlVGxiEiYuYXN0cmEubWFjaGluZS52MS5JbnZhbGlkYXRlVGxiUmVxdWVzdBonLmFzdHJhLm1hY2hpbmUudjEuSW52YWxpZGF0ZVRsYlJlc3BvbnNlEl0KDFdyaXRlQ29uc29sZRIlLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVDb25zb2xlUmVxdWVzdBomLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVDb25zb2xlUmVzcG9uc2USYgoNQ29uc29sZU91dHB1dBImLmFzdHJhLm1hY2hpbmUudjEuQ29uc29sZU91dHB1dFJlcXVlc3QaJy5hc3RyYS5tYWNoaW5lLnYxLkNvbnNvbGVPdXRwdXRSZXNwb25zZTABEmwKEVdyaXRlQ29uc29sZUlucHV0EiouYXN0cmEubWFjaGluZS52MS5Xcml0ZUNvbnNvbGVJbnB1dFJlcXVlc3QaKy5hc3RyYS5tYWNoaW5lLnYxLldyaXRlQ29uc29sZUlucHV0UmVzcG9uc2USWQoJTGlzdERpc2tzEiIuYXN0cmEubWFjaGluZS52MS5MaXN0RGlza3NSZXF1ZXN0GiMuYXN0cmEubWFjaGluZS52MS5MaXN0RGlza3NSZXNwb25zZSIDkAIBElcKCkF0dGFjaERpc2sSIy5hc3RyYS5tYWNoaW5lLnYxLkF0dGFjaERpc2tSZXF1ZXN0GiQuYXN0cmEubWFjaGluZS52MS5BdHRhY2hEaXNrUmVzcG9uc2USVwoKRGV0YWNoRGlzaxIjLmFzdHJhLm1hY2hpbmUudjEuRGV0YWNoRGlza1JlcXVlc3QaJC5hc3RyYS5tYWNoaW5lLnYxLkRldGFjaERpc2tSZXNwb25zZRJRCghQb3dlckN1dBIhLmFzdHJhLm1hY2hpbmUudjEuUG93ZXJDdXRSZXF1ZXN0GiIuYXN0cmEubWFjaGluZS52MS5Qb3dlckN1dFJlc3BvbnNlEloKC0luamVjdEZhdWx0EiQuYXN0cmEubWFjaGluZS52MS5JbmplY3RGYXVsdFJlcXVlc3QaJS5hc3RyYS5tYWNoaW5lLnYxLkluamVjdEZhdWx0UmVzcG9uc2USWgoLQ2xlYXJGYXVsdHMSJC5hc3RyYS5tYWNoaW5lLnYxLkNsZWFyRmF1bHRzUmVxdWVzdBolLmFzdHJhLm1hY2hpbmUudjEuQ2xlYXJGYXVsdHNSZXNwb25zZWIGcHJvdG8z", [file_astra_machine_v1_cpu, file_astra_machine_v1_devices]);
 
 /**
  * @generated from message astra.machine.v1.GetInfoRequest
@@ -934,55 +934,6 @@ export const InvalidateTlbResponseSchema: GenMessage<InvalidateTlbResponse> = /*
   messageDesc(file_astra_machine_v1_machine, 41);
 
 /**
- * @generated from message astra.machine.v1.TrapStreamRequest
- */
-export type TrapStreamRequest = Message<"astra.machine.v1.TrapStreamRequest"> & {
-  /**
-   * @generated from oneof astra.machine.v1.TrapStreamRequest.message
-   */
-  message: {
-    /**
-     * The first message, exactly once: a trap kind has one subscriber at a time (ALREADY_EXISTS
-     * otherwise), and traps of kinds nobody subscribed to stop their CPU with a logged error.
-     *
-     * @generated from field: astra.machine.v1.TrapSubscription subscribe = 1;
-     */
-    value: TrapSubscription;
-    case: "subscribe";
-  } | {
-    /**
-     * @generated from field: astra.machine.v1.TrapResolution resolution = 2;
-     */
-    value: TrapResolution;
-    case: "resolution";
-  } | { case: undefined; value?: undefined };
-};
-
-/**
- * Describes the message astra.machine.v1.TrapStreamRequest.
- * Use `create(TrapStreamRequestSchema)` to create a new message.
- */
-export const TrapStreamRequestSchema: GenMessage<TrapStreamRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 42);
-
-/**
- * @generated from message astra.machine.v1.TrapStreamResponse
- */
-export type TrapStreamResponse = Message<"astra.machine.v1.TrapStreamResponse"> & {
-  /**
-   * @generated from field: astra.machine.v1.TrapEvent event = 1;
-   */
-  event?: TrapEvent | undefined;
-};
-
-/**
- * Describes the message astra.machine.v1.TrapStreamResponse.
- * Use `create(TrapStreamResponseSchema)` to create a new message.
- */
-export const TrapStreamResponseSchema: GenMessage<TrapStreamResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 43);
-
-/**
  * @generated from message astra.machine.v1.WriteConsoleRequest
  */
 export type WriteConsoleRequest = Message<"astra.machine.v1.WriteConsoleRequest"> & {
@@ -997,7 +948,7 @@ export type WriteConsoleRequest = Message<"astra.machine.v1.WriteConsoleRequest"
  * Use `create(WriteConsoleRequestSchema)` to create a new message.
  */
 export const WriteConsoleRequestSchema: GenMessage<WriteConsoleRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 44);
+  messageDesc(file_astra_machine_v1_machine, 42);
 
 /**
  * @generated from message astra.machine.v1.WriteConsoleResponse
@@ -1010,7 +961,7 @@ export type WriteConsoleResponse = Message<"astra.machine.v1.WriteConsoleRespons
  * Use `create(WriteConsoleResponseSchema)` to create a new message.
  */
 export const WriteConsoleResponseSchema: GenMessage<WriteConsoleResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 45);
+  messageDesc(file_astra_machine_v1_machine, 43);
 
 /**
  * @generated from message astra.machine.v1.ConsoleOutputRequest
@@ -1030,7 +981,7 @@ export type ConsoleOutputRequest = Message<"astra.machine.v1.ConsoleOutputReques
  * Use `create(ConsoleOutputRequestSchema)` to create a new message.
  */
 export const ConsoleOutputRequestSchema: GenMessage<ConsoleOutputRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 46);
+  messageDesc(file_astra_machine_v1_machine, 44);
 
 /**
  * @generated from message astra.machine.v1.ConsoleOutputResponse
@@ -1054,7 +1005,7 @@ export type ConsoleOutputResponse = Message<"astra.machine.v1.ConsoleOutputRespo
  * Use `create(ConsoleOutputResponseSchema)` to create a new message.
  */
 export const ConsoleOutputResponseSchema: GenMessage<ConsoleOutputResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 47);
+  messageDesc(file_astra_machine_v1_machine, 45);
 
 /**
  * @generated from message astra.machine.v1.WriteConsoleInputRequest
@@ -1071,7 +1022,7 @@ export type WriteConsoleInputRequest = Message<"astra.machine.v1.WriteConsoleInp
  * Use `create(WriteConsoleInputRequestSchema)` to create a new message.
  */
 export const WriteConsoleInputRequestSchema: GenMessage<WriteConsoleInputRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 48);
+  messageDesc(file_astra_machine_v1_machine, 46);
 
 /**
  * @generated from message astra.machine.v1.WriteConsoleInputResponse
@@ -1090,7 +1041,7 @@ export type WriteConsoleInputResponse = Message<"astra.machine.v1.WriteConsoleIn
  * Use `create(WriteConsoleInputResponseSchema)` to create a new message.
  */
 export const WriteConsoleInputResponseSchema: GenMessage<WriteConsoleInputResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 49);
+  messageDesc(file_astra_machine_v1_machine, 47);
 
 /**
  * @generated from message astra.machine.v1.ListDisksRequest
@@ -1103,7 +1054,7 @@ export type ListDisksRequest = Message<"astra.machine.v1.ListDisksRequest"> & {
  * Use `create(ListDisksRequestSchema)` to create a new message.
  */
 export const ListDisksRequestSchema: GenMessage<ListDisksRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 50);
+  messageDesc(file_astra_machine_v1_machine, 48);
 
 /**
  * @generated from message astra.machine.v1.ListDisksResponse
@@ -1120,7 +1071,7 @@ export type ListDisksResponse = Message<"astra.machine.v1.ListDisksResponse"> & 
  * Use `create(ListDisksResponseSchema)` to create a new message.
  */
 export const ListDisksResponseSchema: GenMessage<ListDisksResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 51);
+  messageDesc(file_astra_machine_v1_machine, 49);
 
 /**
  * @generated from message astra.machine.v1.AttachDiskRequest
@@ -1161,7 +1112,7 @@ export type AttachDiskRequest = Message<"astra.machine.v1.AttachDiskRequest"> & 
  * Use `create(AttachDiskRequestSchema)` to create a new message.
  */
 export const AttachDiskRequestSchema: GenMessage<AttachDiskRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 52);
+  messageDesc(file_astra_machine_v1_machine, 50);
 
 /**
  * @generated from message astra.machine.v1.AttachDiskResponse
@@ -1178,7 +1129,7 @@ export type AttachDiskResponse = Message<"astra.machine.v1.AttachDiskResponse"> 
  * Use `create(AttachDiskResponseSchema)` to create a new message.
  */
 export const AttachDiskResponseSchema: GenMessage<AttachDiskResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 53);
+  messageDesc(file_astra_machine_v1_machine, 51);
 
 /**
  * @generated from message astra.machine.v1.DetachDiskRequest
@@ -1203,7 +1154,7 @@ export type DetachDiskRequest = Message<"astra.machine.v1.DetachDiskRequest"> & 
  * Use `create(DetachDiskRequestSchema)` to create a new message.
  */
 export const DetachDiskRequestSchema: GenMessage<DetachDiskRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 54);
+  messageDesc(file_astra_machine_v1_machine, 52);
 
 /**
  * @generated from message astra.machine.v1.DetachDiskResponse
@@ -1227,7 +1178,7 @@ export type DetachDiskResponse = Message<"astra.machine.v1.DetachDiskResponse"> 
  * Use `create(DetachDiskResponseSchema)` to create a new message.
  */
 export const DetachDiskResponseSchema: GenMessage<DetachDiskResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 55);
+  messageDesc(file_astra_machine_v1_machine, 53);
 
 /**
  * @generated from message astra.machine.v1.PowerCutRequest
@@ -1274,7 +1225,7 @@ export type PowerCutRequest = Message<"astra.machine.v1.PowerCutRequest"> & {
  * Use `create(PowerCutRequestSchema)` to create a new message.
  */
 export const PowerCutRequestSchema: GenMessage<PowerCutRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 56);
+  messageDesc(file_astra_machine_v1_machine, 54);
 
 /**
  * @generated from message astra.machine.v1.PowerCutResponse
@@ -1322,7 +1273,7 @@ export type PowerCutResponse = Message<"astra.machine.v1.PowerCutResponse"> & {
  * Use `create(PowerCutResponseSchema)` to create a new message.
  */
 export const PowerCutResponseSchema: GenMessage<PowerCutResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 57);
+  messageDesc(file_astra_machine_v1_machine, 55);
 
 /**
  * DiskPowerCut is what a power cut did to one disk.
@@ -1375,7 +1326,7 @@ export type DiskPowerCut = Message<"astra.machine.v1.DiskPowerCut"> & {
  * Use `create(DiskPowerCutSchema)` to create a new message.
  */
 export const DiskPowerCutSchema: GenMessage<DiskPowerCut> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 58);
+  messageDesc(file_astra_machine_v1_machine, 56);
 
 /**
  * @generated from message astra.machine.v1.InjectFaultRequest
@@ -1419,7 +1370,7 @@ export type InjectFaultRequest = Message<"astra.machine.v1.InjectFaultRequest"> 
  * Use `create(InjectFaultRequestSchema)` to create a new message.
  */
 export const InjectFaultRequestSchema: GenMessage<InjectFaultRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 59);
+  messageDesc(file_astra_machine_v1_machine, 57);
 
 /**
  * @generated from message astra.machine.v1.InjectFaultResponse
@@ -1440,7 +1391,7 @@ export type InjectFaultResponse = Message<"astra.machine.v1.InjectFaultResponse"
  * Use `create(InjectFaultResponseSchema)` to create a new message.
  */
 export const InjectFaultResponseSchema: GenMessage<InjectFaultResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 60);
+  messageDesc(file_astra_machine_v1_machine, 58);
 
 /**
  * @generated from message astra.machine.v1.ClearFaultsRequest
@@ -1467,7 +1418,7 @@ export type ClearFaultsRequest = Message<"astra.machine.v1.ClearFaultsRequest"> 
  * Use `create(ClearFaultsRequestSchema)` to create a new message.
  */
 export const ClearFaultsRequestSchema: GenMessage<ClearFaultsRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 61);
+  messageDesc(file_astra_machine_v1_machine, 59);
 
 /**
  * @generated from message astra.machine.v1.ClearFaultsResponse
@@ -1484,7 +1435,7 @@ export type ClearFaultsResponse = Message<"astra.machine.v1.ClearFaultsResponse"
  * Use `create(ClearFaultsResponseSchema)` to create a new message.
  */
 export const ClearFaultsResponseSchema: GenMessage<ClearFaultsResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 62);
+  messageDesc(file_astra_machine_v1_machine, 60);
 
 /**
  * TlbScope is how much of the software TLB an invalidation drops.
@@ -1529,8 +1480,10 @@ export const TlbScopeSchema: GenEnum<TlbScope> = /*@__PURE__*/
  * MachineService is the emulated 64-bit POWER machine: its CPUs (registers, MSR, SPRs,
  * timebase and decrementer), guest physical memory, the MMU (hashed page table, SLB, software
  * TLB), the UART console, the AHCI and NVMe disk controllers with their image files, and the trap
- * path that turns `sc`, faults and the decrementer into messages for the kernel side. The
- * interrupt controller is InterruptService in this package.
+ * path: the machine runs the threads sched dispatches and turns each `sc` into a message on the
+ * KernelCall stream of the service that owns the call (sched, vmm, storage's VfsService), each
+ * page fault and segment miss into a call to vmm, and each decrementer tick into sched's Tick.
+ * The interrupt controller is InterruptService in this package.
  *
  * The machine is hardware, not a seed subsystem: its RPCs implement no seed function directly;
  * they are what the services implementing the seed (pmm, vmm, sched, storage) program, as a
@@ -1687,7 +1640,9 @@ export const MachineService: GenService<{
   },
   /**
    * Store the context of a new thread (process creation, fork, clone, exec). With `copy_from_tid`
-   * the registers and segments start as a copy of that thread's and `context` overrides them.
+   * the registers start as a copy of that thread's and `context` overrides them. Segments belong
+   * to the address space: a thread of a space that has them shares them, one of a new space (fork)
+   * gets them from vmm as it misses them.
    *
    * @generated from rpc astra.machine.v1.MachineService.CreateThreadContext
    */
@@ -1756,19 +1711,6 @@ export const MachineService: GenService<{
     methodKind: "unary";
     input: typeof InvalidateTlbRequestSchema;
     output: typeof InvalidateTlbResponseSchema;
-  },
-  /**
-   * The trap path. The kernel side opens the stream, subscribes, and then receives a TrapEvent
-   * for every system call, page fault, segment miss, program or alignment interrupt and
-   * decrementer tick of the CPUs it subscribed to; it answers each with a TrapResolution (same
-   * trap_id), in any order. The trapping thread waits for its answer; other CPUs run on.
-   *
-   * @generated from rpc astra.machine.v1.MachineService.TrapStream
-   */
-  trapStream: {
-    methodKind: "bidi_streaming";
-    input: typeof TrapStreamRequestSchema;
-    output: typeof TrapStreamResponseSchema;
   },
   /**
    * Write bytes to the console as if the guest had (machine messages, boot log).

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file astra/storage/v1/vfs.proto.
  */
 export const file_astra_storage_v1_vfs: GenFile = /*@__PURE__*/
-  fileDesc("Chphc3RyYS9zdG9yYWdlL3YxL3Zmcy5wcm90bxIQYXN0cmEuc3RvcmFnZS52MSIwCghUaW1lc3BlYxIPCgdzZWNvbmRzGAEgASgDEhMKC25hbm9zZWNvbmRzGAIgASgNIp8DCghGaWxlU3RhdBIOCgZkZXZpY2UYASABKAQSDQoFaW5vZGUYAiABKAQSKAoEdHlwZRgDIAEoDjIaLmFzdHJhLnN0b3JhZ2UudjEuRmlsZVR5cGUSDAoEbW9kZRgEIAEoDRINCgVsaW5rcxgFIAEoBBILCgN1aWQYBiABKA0SCwoDZ2lkGAcgASgNEgwKBHJkZXYYCCABKAQSDAoEc2l6ZRgJIAEoBBISCgpibG9ja19zaXplGAogASgNEg4KBmJsb2NrcxgLIAEoBBIvCgthY2Nlc3NfdGltZRgMIAEoCzIaLmFzdHJhLnN0b3JhZ2UudjEuVGltZXNwZWMSLwoLbW9kaWZ5X3RpbWUYDSABKAsyGi5hc3RyYS5zdG9yYWdlLnYxLlRpbWVzcGVjEi8KC2NoYW5nZV90aW1lGA4gASgLMhouYXN0cmEuc3RvcmFnZS52MS5UaW1lc3BlYxIuCgpiaXJ0aF90aW1lGA8gASgLMhouYXN0cmEuc3RvcmFnZS52MS5UaW1lc3BlYxIQCghtb3VudF9pZBgQIAEoBCImCgZQYXRoQXQSDgoGZGlyX2ZkGAEgASgFEgwKBHBhdGgYAiABKAwiXwoLT3BlblJlcXVlc3QSCwoDcGlkGAEgASgFEiYKBHBhdGgYAiABKAsyGC5hc3RyYS5zdG9yYWdlLnYxLlBhdGhBdBINCgVmbGFncxgDIAEoDRIMCgRtb2RlGAQgASgNIhoKDE9wZW5SZXNwb25zZRIKCgJmZBgBIAEoBSInCgxDbG9zZVJlcXVlc3QSCwoDcGlkGAEgASgFEgoKAmZkGAIgASgFIg8KDUNsb3NlUmVzcG9uc2UiXwoVVmZzU2VydmljZVJlYWRSZXF1ZXN0EgsKA3BpZBgBIAEoBRIKCgJmZBgCIAEoBRINCgVjb3VudBgDIAEoBBITCgZvZmZzZXQYBCABKARIAIgBAUIJCgdfb2Zmc2V0IiYKFlZmc1NlcnZpY2VSZWFkUmVzcG9uc2USDAoEZGF0YRgBIAEoDCJfChZWZnNTZXJ2aWNlV3JpdGVSZXF1ZXN0EgsKA3BpZBgBIAEoBRIKCgJmZBgCIAEoBRIMCgRkYXRhGAMgASgMEhMKBm9mZnNldBgEIAEoBEgAiAEBQgkKB19vZmZzZXQiKgoXVmZzU2VydmljZVdyaXRlUmVzcG9uc2USDwoHd3JpdHRlbhgBIAEoBCJkCgtTZWVrUmVxdWVzdBILCgNwaWQYASABKAUSCgoCZmQYAiABKAUSDgoGb2Zmc2V0GAMgASgDEiwKBndoZW5jZRgEIAEoDjIcLmFzdHJhLnN0b3JhZ2UudjEuU2Vla1doZW5jZSIeCgxTZWVrUmVzcG9uc2USDgoGb2Zmc2V0GAEgASgEImsKC1N0YXRSZXF1ZXN0EgsKA3BpZBgBIAEoBRIMCgJmZBgCIAEoBUgAEigKBHBhdGgYAyABKAsyGC5hc3RyYS5zdG9yYWdlLnYxLlBhdGhBdEgAEg0KBWZsYWdzGAQgASgNQggKBnRhcmdldCI4CgxTdGF0UmVzcG9uc2USKAoEc3RhdBgBIAEoCzIaLmFzdHJhLnN0b3JhZ2UudjEuRmlsZVN0YXQiZwoORGlyZWN0b3J5RW50cnkSDQoFaW5vZGUYASABKAQSDgoGb2Zmc2V0GAIgASgDEigKBHR5cGUYAyABKA4yGi5hc3RyYS5zdG9yYWdlLnYxLkZpbGVUeXBlEgwKBG5hbWUYBCABKAwiQgoUUmVhZERpcmVjdG9yeVJlcXVlc3QSCwoDcGlkGAEgASgFEgoKAmZkGAIgASgFEhEKCW1heF9ieXRlcxgDIAEoDSJbChVSZWFkRGlyZWN0b3J5UmVzcG9uc2USMQoHZW50cmllcxgBIAMoCzIgLmFzdHJhLnN0b3JhZ2UudjEuRGlyZWN0b3J5RW50cnkSDwoHcmVjb3JkcxgCIAEoDCJZChRNYWtlRGlyZWN0b3J5UmVxdWVzdBILCgNwaWQYASABKAUSJgoEcGF0aBgCIAEoCzIYLmFzdHJhLnN0b3JhZ2UudjEuUGF0aEF0EgwKBG1vZGUYAyABKA0iFwoVTWFrZURpcmVjdG9yeVJlc3BvbnNlIlMKDVVubGlua1JlcXVlc3QSCwoDcGlkGAEgASgFEiYKBHBhdGgYAiABKAsyGC5hc3RyYS5zdG9yYWdlLnYxLlBhdGhBdBINCgVmbGFncxgDIAEoDSIQCg5VbmxpbmtSZXNwb25zZSJ5Cg1SZW5hbWVSZXF1ZXN0EgsKA3BpZBgBIAEoBRImCgRmcm9tGAIgASgLMhguYXN0cmEuc3RvcmFnZS52MS5QYXRoQXQSJAoCdG8YAyABKAsyGC5hc3RyYS5zdG9yYWdlLnYxLlBhdGhBdBINCgVmbGFncxgEIAEoDSIQCg5SZW5hbWVSZXNwb25zZSI6Cg9UcnVuY2F0ZVJlcXVlc3QSCwoDcGlkGAEgASgFEgoKAmZkGAIgASgFEg4KBmxlbmd0aBgDIAEoBCISChBUcnVuY2F0ZVJlc3BvbnNlIlAKC1N5bmNSZXF1ZXN0EgsKA3BpZBgBIAEoBRIKCgJmZBgCIAEoBRIoCgRtb2RlGAMgASgOMhouYXN0cmEuc3RvcmFnZS52MS5TeW5jTW9kZSIOCgxTeW5jUmVzcG9uc2UiKQoaR2V0V29ya2luZ0RpcmVjdG9yeVJlcXVlc3QSCwoDcGlkGAEgASgFIisKG0dldFdvcmtpbmdEaXJlY3RvcnlSZXNwb25zZRIMCgRwYXRoGAEgASgMIk0KFkNoYW5nZURpcmVjdG9yeVJlcXVlc3QSCwoDcGlkGAEgASgFEg4KBHBhdGgYAiABKAxIABIMCgJmZBgDIAEoBUgAQggKBnRhcmdldCIZChdDaGFuZ2VEaXJlY3RvcnlSZXNwb25zZSJyChBEdXBsaWNhdGVSZXF1ZXN0EgsKA3BpZBgBIAEoBRIKCgJmZBgCIAEoBRITCgZuZXdfZmQYAyABKAVIAIgBARIOCgZtaW5fZmQYBCABKAUSFQoNY2xvc2Vfb25fZXhlYxgFIAEoCEIJCgdfbmV3X2ZkIh8KEUR1cGxpY2F0ZVJlc3BvbnNlEgoKAmZkGAEgASgFIlAKEkZpbGVDb250cm9sUmVxdWVzdBILCgNwaWQYASABKAUSCgoCZmQYAiABKAUSDwoHY29tbWFuZBgDIAEoDRIQCghhcmd1bWVudBgEIAEoBCIlChNGaWxlQ29udHJvbFJlc3BvbnNlEg4KBnJlc3VsdBgBIAEoAyJdChBJb0NvbnRyb2xSZXF1ZXN0EgsKA3BpZBgBIAEoBRIKCgJmZBgCIAEoBRIPCgdyZXF1ZXN0GAMgASgNEhAKCGFyZ3VtZW50GAQgASgEEg0KBWlucHV0GAUgASgMIjMKEUlvQ29udHJvbFJlc3BvbnNlEg4KBnJlc3VsdBgBIAEoAxIOCgZvdXRwdXQYAiABKAwiYQoNQWNjZXNzUmVxdWVzdBILCgNwaWQYASABKAUSJgoEcGF0aBgCIAEoCzIYLmFzdHJhLnN0b3JhZ2UudjEuUGF0aEF0EgwKBG1vZGUYAyABKA0SDQoFZmxhZ3MYBCABKA0iEAoOQWNjZXNzUmVzcG9uc2UiRgoPUmVhZExpbmtSZXF1ZXN0EgsKA3BpZBgBIAEoBRImCgRwYXRoGAIgASgLMhguYXN0cmEuc3RvcmFnZS52MS5QYXRoQXQiIgoQUmVhZExpbmtSZXNwb25zZRIOCgZ0YXJnZXQYASABKAwiLAoPU2V0VW1hc2tSZXF1ZXN0EgsKA3BpZBgBIAEoBRIMCgRtYXNrGAIgASgNIiQKEFNldFVtYXNrUmVzcG9uc2USEAoIcHJldmlvdXMYASABKA0iLwoRQ3JlYXRlUGlwZVJlcXVlc3QSCwoDcGlkGAEgASgFEg0KBWZsYWdzGAIgASgNIjcKEkNyZWF0ZVBpcGVSZXNwb25zZRIPCgdyZWFkX2ZkGAEgASgFEhAKCHdyaXRlX2ZkGAIgASgFIlMKFk1vdW50SG9zdEZvbGRlclJlcXVlc3QSEQoJaG9zdF9wYXRoGAEgASgJEhMKC21vdW50X3BvaW50GAIgASgMEhEKCXJlYWRfb25seRgDIAEoCCIrChdNb3VudEhvc3RGb2xkZXJSZXNwb25zZRIQCghtb3VudF9pZBgBIAEoBCK5AQoUQXR0YWNoUHJvY2Vzc1JlcXVlc3QSCwoDcGlkGAEgASgFEhIKCnBhcmVudF9waWQYAiABKAUSPAoLaW5oZXJpdGFuY2UYAyABKA4yJy5hc3RyYS5zdG9yYWdlLnYxLkRlc2NyaXB0b3JJbmhlcml0YW5jZRIZChF3b3JraW5nX2RpcmVjdG9yeRgEIAEoDBINCgV1bWFzaxgFIAEoDRIYChBzdGRpb19vbl9jb25zb2xlGAYgASgIIiwKFUF0dGFjaFByb2Nlc3NSZXNwb25zZRITCgtkZXNjcmlwdG9ycxgBIAEoDSI1ChJFeGVjUHJvY2Vzc1JlcXVlc3QSCwoDcGlkGAEgASgFEhIKCmV4ZWN1dGFibGUYAiABKAwiJQoTRXhlY1Byb2Nlc3NSZXNwb25zZRIOCgZjbG9zZWQYASABKA0iIwoURGV0YWNoUHJvY2Vzc1JlcXVlc3QSCwoDcGlkGAEgASgFIicKFURldGFjaFByb2Nlc3NSZXNwb25zZRIOCgZjbG9zZWQYASABKA0iLAoLR3Vlc3RCdWZmZXISDwoHYWRkcmVzcxgBIAEoBBIMCgRkYXRhGAIgASgMIosBChFLZXJuZWxDYWxsUmVxdWVzdBIPCgdjYWxsX2lkGAEgASgEEgsKA3BpZBgCIAEoBRILCgN0aWQYAyABKAUSDgoGbnVtYmVyGAQgASgNEgwKBGFyZ3MYBSADKAQSLQoGaW5wdXRzGAYgAygLMh0uYXN0cmEuc3RvcmFnZS52MS5HdWVzdEJ1ZmZlciKMAQoSS2VybmVsQ2FsbFJlc3BvbnNlEg8KB2NhbGxfaWQYASABKAQSDgoGcmVzdWx0GAIgASgDEiUKBWVycm5vGAMgASgOMhYuYXN0cmEuY29tbW9uLnYxLkVycm5vEi4KB291dHB1dHMYBCADKAsyHS5hc3RyYS5zdG9yYWdlLnYxLkd1ZXN0QnVmZmVyIoUBCglNb3VudEluZm8SEAoIbW91bnRfaWQYASABKAQSEwoLbW91bnRfcG9pbnQYAiABKAwSLgoEa2luZBgDIAEoDjIgLmFzdHJhLnN0b3JhZ2UudjEuRmlsZVN5c3RlbUtpbmQSDgoGc291cmNlGAQgASgJEhEKCXJlYWRfb25seRgFIAEoCCLWAQoNVmZzU3RhdGlzdGljcxIRCglwcm9jZXNzZXMYASABKA0SGAoQb3Blbl9kZXNjcmlwdG9ycxgCIAEoDRISCgpvcGVuX2ZpbGVzGAMgASgNEg0KBXBpcGVzGAQgASgNEisKBm1vdW50cxgFIAMoCzIbLmFzdHJhLnN0b3JhZ2UudjEuTW91bnRJbmZvEg0KBWNhbGxzGAYgASgEEg4KBmVycm9ycxgHIAEoBBISCgpieXRlc19yZWFkGAggASgEEhUKDWJ5dGVzX3dyaXR0ZW4YCSABKAQiGQoXR2V0VmZzU3RhdGlzdGljc1JlcXVlc3QiTwoYR2V0VmZzU3RhdGlzdGljc1Jlc3BvbnNlEjMKCnN0YXRpc3RpY3MYASABKAsyHy5hc3RyYS5zdG9yYWdlLnYxLlZmc1N0YXRpc3RpY3Mq0gEKCEZpbGVUeXBlEhkKFUZJTEVfVFlQRV9VTlNQRUNJRklFRBAAEhUKEUZJTEVfVFlQRV9SRUdVTEFSEAESFwoTRklMRV9UWVBFX0RJUkVDVE9SWRACEhUKEUZJTEVfVFlQRV9TWU1MSU5LEAMSHgoaRklMRV9UWVBFX0NIQVJBQ1RFUl9ERVZJQ0UQBBIaChZGSUxFX1RZUEVfQkxPQ0tfREVWSUNFEAUSEgoORklMRV9UWVBFX0ZJRk8QBhIUChBGSUxFX1RZUEVfU09DS0VUEAcqmAEKClNlZWtXaGVuY2USGwoXU0VFS19XSEVOQ0VfVU5TUEVDSUZJRUQQABITCg9TRUVLX1dIRU5DRV9TRVQQARIXChNTRUVLX1dIRU5DRV9DVVJSRU5UEAISEwoPU0VFS19XSEVOQ0VfRU5EEAMSFAoQU0VFS19XSEVOQ0VfREFUQRAEEhQKEFNFRUtfV0hFTkNFX0hPTEUQBSpMCghTeW5jTW9kZRIZChVTWU5DX01PREVfVU5TUEVDSUZJRUQQABIRCg1TWU5DX01PREVfQUxMEAESEgoOU1lOQ19NT0RFX0RBVEEQAiqjAQoVRGVzY3JpcHRvckluaGVyaXRhbmNlEiYKIkRFU0NSSVBUT1JfSU5IRVJJVEFOQ0VfVU5TUEVDSUZJRUQQABIfChtERVNDUklQVE9SX0lOSEVSSVRBTkNFX0NPUFkQARIgChxERVNDUklQVE9SX0lOSEVSSVRBTkNFX1NIQVJFEAISHwobREVTQ1JJUFRPUl9JTkhFUklUQU5DRV9OT05FEAMqqAEKDkZpbGVTeXN0ZW1LaW5kEiAKHEZJTEVfU1lTVEVNX0tJTkRfVU5TUEVDSUZJRUQQABIgChxGSUxFX1NZU1RFTV9LSU5EX0hPU1RfRk9MREVSEAESGQoVRklMRV9TWVNURU1fS0lORF9MRlNYEAISHAoYRklMRV9TWVNURU1fS0lORF9ERVZJQ0VTEAMSGQoVRklMRV9TWVNURU1fS0lORF9QUk9DEAQy4RIKClZmc1NlcnZpY2USRQoET3BlbhIdLmFzdHJhLnN0b3JhZ2UudjEuT3BlblJlcXVlc3QaHi5hc3RyYS5zdG9yYWdlLnYxLk9wZW5SZXNwb25zZRJICgVDbG9zZRIeLmFzdHJhLnN0b3JhZ2UudjEuQ2xvc2VSZXF1ZXN0Gh8uYXN0cmEuc3RvcmFnZS52MS5DbG9zZVJlc3BvbnNlElkKBFJlYWQSJy5hc3RyYS5zdG9yYWdlLnYxLlZmc1NlcnZpY2VSZWFkUmVxdWVzdBooLmFzdHJhLnN0b3JhZ2UudjEuVmZzU2VydmljZVJlYWRSZXNwb25zZRJcCgVXcml0ZRIoLmFzdHJhLnN0b3JhZ2UudjEuVmZzU2VydmljZVdyaXRlUmVxdWVzdBopLmFzdHJhLnN0b3JhZ2UudjEuVmZzU2VydmljZVdyaXRlUmVzcG9uc2USRQoEU2VlaxIdLmFzdHJhLnN0b3JhZ2UudjEuU2Vla1JlcXVlc3QaHi5hc3RyYS5zdG9yYWdlLnYxLlNlZWtSZXNwb25zZRJFCgRTdGF0Eh0uYXN0cmEuc3RvcmFnZS52MS5TdGF0UmVxdWVzdBoeLmFzdHJhLnN0b3JhZ2UudjEuU3RhdFJlc3BvbnNlEmAKDVJlYWREaXJlY3RvcnkSJi5hc3RyYS5zdG9yYWdlLnYxLlJlYWREaXJlY3RvcnlSZXF1ZXN0GicuYXN0cmEuc3RvcmFnZS52MS5SZWFkRGlyZWN0b3J5UmVzcG9uc2USYAoNTWFrZURpcmVjdG9yeRImLmFzdHJhLnN0b3JhZ2UudjEuTWFrZURpcmVjdG9yeVJlcXVlc3QaJy5hc3RyYS5zdG9yYWdlLnYxLk1ha2VEaXJlY3RvcnlSZXNwb25zZRJLCgZVbmxpbmsSHy5hc3RyYS5zdG9yYWdlLnYxLlVubGlua1JlcXVlc3QaIC5hc3RyYS5zdG9yYWdlLnYxLlVubGlua1Jlc3BvbnNlEksKBlJlbmFtZRIfLmFzdHJhLnN0b3JhZ2UudjEuUmVuYW1lUmVxdWVzdBogLmFzdHJhLnN0b3JhZ2UudjEuUmVuYW1lUmVzcG9uc2USUQoIVHJ1bmNhdGUSIS5hc3RyYS5zdG9yYWdlLnYxLlRydW5jYXRlUmVxdWVzdBoiLmFzdHJhLnN0b3JhZ2UudjEuVHJ1bmNhdGVSZXNwb25zZRJFCgRTeW5jEh0uYXN0cmEuc3RvcmFnZS52MS5TeW5jUmVxdWVzdBoeLmFzdHJhLnN0b3JhZ2UudjEuU3luY1Jlc3BvbnNlEnIKE0dldFdvcmtpbmdEaXJlY3RvcnkSLC5hc3RyYS5zdG9yYWdlLnYxLkdldFdvcmtpbmdEaXJlY3RvcnlSZXF1ZXN0Gi0uYXN0cmEuc3RvcmFnZS52MS5HZXRXb3JraW5nRGlyZWN0b3J5UmVzcG9uc2USZgoPQ2hhbmdlRGlyZWN0b3J5EiguYXN0cmEuc3RvcmFnZS52MS5DaGFuZ2VEaXJlY3RvcnlSZXF1ZXN0GikuYXN0cmEuc3RvcmFnZS52MS5DaGFuZ2VEaXJlY3RvcnlSZXNwb25zZRJUCglEdXBsaWNhdGUSIi5hc3RyYS5zdG9yYWdlLnYxLkR1cGxpY2F0ZVJlcXVlc3QaIy5hc3RyYS5zdG9yYWdlLnYxLkR1cGxpY2F0ZVJlc3BvbnNlEloKC0ZpbGVDb250cm9sEiQuYXN0cmEuc3RvcmFnZS52MS5GaWxlQ29udHJvbFJlcXVlc3QaJS5hc3RyYS5zdG9yYWdlLnYxLkZpbGVDb250cm9sUmVzcG9uc2USVAoJSW9Db250cm9sEiIuYXN0cmEuc3RvcmFnZS52MS5Jb0NvbnRyb2xSZXF1ZXN0GiMuYXN0cmEuc3RvcmFnZS52MS5Jb0NvbnRyb2xSZXNwb25zZRJLCgZBY2Nlc3MSHy5hc3RyYS5zdG9yYWdlLnYxLkFjY2Vzc1JlcXVlc3QaIC5hc3RyYS5zdG9yYWdlLnYxLkFjY2Vzc1Jlc3BvbnNlElEKCFJlYWRMaW5rEiEuYXN0cmEuc3RvcmFnZS52MS5SZWFkTGlua1JlcXVlc3QaIi5hc3RyYS5zdG9yYWdlLnYxLlJlYWRMaW5rUmVzcG9uc2USUQoIU2V0VW1hc2sSIS5hc3RyYS5zdG9yYWdlLnYxLlNldFVtYXNrUmVxdWVzdBoiLmFzdHJhLnN0b3JhZ2UudjEuU2V0VW1hc2tSZXNwb25zZRJXCgpDcmVhdGVQaXBlEiMuYXN0cmEuc3RvcmFnZS52MS5DcmVhdGVQaXBlUmVxdWVzdBokLmFzdHJhLnN0b3JhZ2UudjEuQ3JlYXRlUGlwZVJlc3BvbnNlEmYKD01vdW50SG9zdEZvbGRlchIoLmFzdHJhLnN0b3JhZ2UudjEuTW91bnRIb3N0Rm9sZGVyUmVxdWVzdBopLmFzdHJhLnN0b3JhZ2UudjEuTW91bnRIb3N0Rm9sZGVyUmVzcG9uc2USYAoNQXR0YWNoUHJvY2VzcxImLmFzdHJhLnN0b3JhZ2UudjEuQXR0YWNoUHJvY2Vzc1JlcXVlc3QaJy5hc3RyYS5zdG9yYWdlLnYxLkF0dGFjaFByb2Nlc3NSZXNwb25zZRJaCgtFeGVjUHJvY2VzcxIkLmFzdHJhLnN0b3JhZ2UudjEuRXhlY1Byb2Nlc3NSZXF1ZXN0GiUuYXN0cmEuc3RvcmFnZS52MS5FeGVjUHJvY2Vzc1Jlc3BvbnNlEmAKDURldGFjaFByb2Nlc3MSJi5hc3RyYS5zdG9yYWdlLnYxLkRldGFjaFByb2Nlc3NSZXF1ZXN0GicuYXN0cmEuc3RvcmFnZS52MS5EZXRhY2hQcm9jZXNzUmVzcG9uc2USWwoKS2VybmVsQ2FsbBIjLmFzdHJhLnN0b3JhZ2UudjEuS2VybmVsQ2FsbFJlcXVlc3QaJC5hc3RyYS5zdG9yYWdlLnYxLktlcm5lbENhbGxSZXNwb25zZSgBMAESbgoQR2V0VmZzU3RhdGlzdGljcxIpLmFzdHJhLnN0b3JhZ2UudjEuR2V0VmZzU3RhdGlzdGljc1JlcXVlc3QaKi5hc3RyYS5zdG9yYWdlLnYxLkdldFZmc1N0YXRpc3RpY3NSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_astra_common_v1_errors]);
+  fileDesc("Chphc3RyYS9zdG9yYWdlL3YxL3Zmcy5wcm90bxIQYXN0cmEuc3RvcmFnZS52MSIwCghUaW1lc3BlYxIPCgdzZWNvbmRzGAEgASgDEhMKC25hbm9zZWNvbmRzGAIgASgNIp8DCghGaWxlU3RhdBIOCgZkZXZpY2UYASABKAQSDQoFaW5vZGUYAiABKAQSKAoEdHlwZRgDIAEoDjIaLmFzdHJhLnN0b3JhZ2UudjEuRmlsZVR5cGUSDAoEbW9kZRgEIAEoDRINCgVsaW5rcxgFIAEoBBILCgN1aWQYBiABKA0SCwoDZ2lkGAcgASgNEgwKBHJkZXYYCCABKAQSDAoEc2l6ZRgJIAEoBBISCgpibG9ja19zaXplGAogASgNEg4KBmJsb2NrcxgLIAEoBBIvCgthY2Nlc3NfdGltZRgMIAEoCzIaLmFzdHJhLnN0b3JhZ2UudjEuVGltZXNwZWMSLwoLbW9kaWZ5X3RpbWUYDSABKAsyGi5hc3RyYS5zdG9yYWdlLnYxLlRpbWVzcGVjEi8KC2NoYW5nZV90aW1lGA4gASgLMhouYXN0cmEuc3RvcmFnZS52MS5UaW1lc3BlYxIuCgpiaXJ0aF90aW1lGA8gASgLMhouYXN0cmEuc3RvcmFnZS52MS5UaW1lc3BlYxIQCghtb3VudF9pZBgQIAEoBCImCgZQYXRoQXQSDgoGZGlyX2ZkGAEgASgFEgwKBHBhdGgYAiABKAwiXwoLT3BlblJlcXVlc3QSCwoDcGlkGAEgASgFEiYKBHBhdGgYAiABKAsyGC5hc3RyYS5zdG9yYWdlLnYxLlBhdGhBdBINCgVmbGFncxgDIAEoDRIMCgRtb2RlGAQgASgNIhoKDE9wZW5SZXNwb25zZRIKCgJmZBgBIAEoBSInCgxDbG9zZVJlcXVlc3QSCwoDcGlkGAEgASgFEgoKAmZkGAIgASgFIg8KDUNsb3NlUmVzcG9uc2UiXwoVVmZzU2VydmljZVJlYWRSZXF1ZXN0EgsKA3BpZBgBIAEoBRIKCgJmZBgCIAEoBRINCgVjb3VudBgDIAEoBBITCgZvZmZzZXQYBCABKARIAIgBAUIJCgdfb2Zmc2V0IiYKFlZmc1NlcnZpY2VSZWFkUmVzcG9uc2USDAoEZGF0YRgBIAEoDCJfChZWZnNTZXJ2aWNlV3JpdGVSZXF1ZXN0EgsKA3BpZBgBIAEoBRIKCgJmZBgCIAEoBRIMCgRkYXRhGAMgASgMEhMKBm9mZnNldBgEIAEoBEgAiAEBQgkKB19vZmZzZXQiKgoXVmZzU2VydmljZVdyaXRlUmVzcG9uc2USDwoHd3JpdHRlbhgBIAEoBCJkCgtTZWVrUmVxdWVzdBILCgNwaWQYASABKAUSCgoCZmQYAiABKAUSDgoGb2Zmc2V0GAMgASgDEiwKBndoZW5jZRgEIAEoDjIcLmFzdHJhLnN0b3JhZ2UudjEuU2Vla1doZW5jZSIeCgxTZWVrUmVzcG9uc2USDgoGb2Zmc2V0GAEgASgEImsKC1N0YXRSZXF1ZXN0EgsKA3BpZBgBIAEoBRIMCgJmZBgCIAEoBUgAEigKBHBhdGgYAyABKAsyGC5hc3RyYS5zdG9yYWdlLnYxLlBhdGhBdEgAEg0KBWZsYWdzGAQgASgNQggKBnRhcmdldCI4CgxTdGF0UmVzcG9uc2USKAoEc3RhdBgBIAEoCzIaLmFzdHJhLnN0b3JhZ2UudjEuRmlsZVN0YXQiZwoORGlyZWN0b3J5RW50cnkSDQoFaW5vZGUYASABKAQSDgoGb2Zmc2V0GAIgASgDEigKBHR5cGUYAyABKA4yGi5hc3RyYS5zdG9yYWdlLnYxLkZpbGVUeXBlEgwKBG5hbWUYBCABKAwiQgoUUmVhZERpcmVjdG9yeVJlcXVlc3QSCwoDcGlkGAEgASgFEgoKAmZkGAIgASgFEhEKCW1heF9ieXRlcxgDIAEoDSJbChVSZWFkRGlyZWN0b3J5UmVzcG9uc2USMQoHZW50cmllcxgBIAMoCzIgLmFzdHJhLnN0b3JhZ2UudjEuRGlyZWN0b3J5RW50cnkSDwoHcmVjb3JkcxgCIAEoDCJZChRNYWtlRGlyZWN0b3J5UmVxdWVzdBILCgNwaWQYASABKAUSJgoEcGF0aBgCIAEoCzIYLmFzdHJhLnN0b3JhZ2UudjEuUGF0aEF0EgwKBG1vZGUYAyABKA0iFwoVTWFrZURpcmVjdG9yeVJlc3BvbnNlIlMKDVVubGlua1JlcXVlc3QSCwoDcGlkGAEgASgFEiYKBHBhdGgYAiABKAsyGC5hc3RyYS5zdG9yYWdlLnYxLlBhdGhBdBINCgVmbGFncxgDIAEoDSIQCg5VbmxpbmtSZXNwb25zZSJ5Cg1SZW5hbWVSZXF1ZXN0EgsKA3BpZBgBIAEoBRImCgRmcm9tGAIgASgLMhguYXN0cmEuc3RvcmFnZS52MS5QYXRoQXQSJAoCdG8YAyABKAsyGC5hc3RyYS5zdG9yYWdlLnYxLlBhdGhBdBINCgVmbGFncxgEIAEoDSIQCg5SZW5hbWVSZXNwb25zZSI6Cg9UcnVuY2F0ZVJlcXVlc3QSCwoDcGlkGAEgASgFEgoKAmZkGAIgASgFEg4KBmxlbmd0aBgDIAEoBCISChBUcnVuY2F0ZVJlc3BvbnNlIlAKC1N5bmNSZXF1ZXN0EgsKA3BpZBgBIAEoBRIKCgJmZBgCIAEoBRIoCgRtb2RlGAMgASgOMhouYXN0cmEuc3RvcmFnZS52MS5TeW5jTW9kZSIOCgxTeW5jUmVzcG9uc2UiKQoaR2V0V29ya2luZ0RpcmVjdG9yeVJlcXVlc3QSCwoDcGlkGAEgASgFIisKG0dldFdvcmtpbmdEaXJlY3RvcnlSZXNwb25zZRIMCgRwYXRoGAEgASgMIk0KFkNoYW5nZURpcmVjdG9yeVJlcXVlc3QSCwoDcGlkGAEgASgFEg4KBHBhdGgYAiABKAxIABIMCgJmZBgDIAEoBUgAQggKBnRhcmdldCIZChdDaGFuZ2VEaXJlY3RvcnlSZXNwb25zZSJyChBEdXBsaWNhdGVSZXF1ZXN0EgsKA3BpZBgBIAEoBRIKCgJmZBgCIAEoBRITCgZuZXdfZmQYAyABKAVIAIgBARIOCgZtaW5fZmQYBCABKAUSFQoNY2xvc2Vfb25fZXhlYxgFIAEoCEIJCgdfbmV3X2ZkIh8KEUR1cGxpY2F0ZVJlc3BvbnNlEgoKAmZkGAEgASgFIlAKEkZpbGVDb250cm9sUmVxdWVzdBILCgNwaWQYASABKAUSCgoCZmQYAiABKAUSDwoHY29tbWFuZBgDIAEoDRIQCghhcmd1bWVudBgEIAEoBCIlChNGaWxlQ29udHJvbFJlc3BvbnNlEg4KBnJlc3VsdBgBIAEoAyJdChBJb0NvbnRyb2xSZXF1ZXN0EgsKA3BpZBgBIAEoBRIKCgJmZBgCIAEoBRIPCgdyZXF1ZXN0GAMgASgNEhAKCGFyZ3VtZW50GAQgASgEEg0KBWlucHV0GAUgASgMIjMKEUlvQ29udHJvbFJlc3BvbnNlEg4KBnJlc3VsdBgBIAEoAxIOCgZvdXRwdXQYAiABKAwiYQoNQWNjZXNzUmVxdWVzdBILCgNwaWQYASABKAUSJgoEcGF0aBgCIAEoCzIYLmFzdHJhLnN0b3JhZ2UudjEuUGF0aEF0EgwKBG1vZGUYAyABKA0SDQoFZmxhZ3MYBCABKA0iEAoOQWNjZXNzUmVzcG9uc2UiRgoPUmVhZExpbmtSZXF1ZXN0EgsKA3BpZBgBIAEoBRImCgRwYXRoGAIgASgLMhguYXN0cmEuc3RvcmFnZS52MS5QYXRoQXQiIgoQUmVhZExpbmtSZXNwb25zZRIOCgZ0YXJnZXQYASABKAwiLAoPU2V0VW1hc2tSZXF1ZXN0EgsKA3BpZBgBIAEoBRIMCgRtYXNrGAIgASgNIiQKEFNldFVtYXNrUmVzcG9uc2USEAoIcHJldmlvdXMYASABKA0iLwoRQ3JlYXRlUGlwZVJlcXVlc3QSCwoDcGlkGAEgASgFEg0KBWZsYWdzGAIgASgNIjcKEkNyZWF0ZVBpcGVSZXNwb25zZRIPCgdyZWFkX2ZkGAEgASgFEhAKCHdyaXRlX2ZkGAIgASgFIlMKFk1vdW50SG9zdEZvbGRlclJlcXVlc3QSEQoJaG9zdF9wYXRoGAEgASgJEhMKC21vdW50X3BvaW50GAIgASgMEhEKCXJlYWRfb25seRgDIAEoCCIrChdNb3VudEhvc3RGb2xkZXJSZXNwb25zZRIQCghtb3VudF9pZBgBIAEoBCK5AQoUQXR0YWNoUHJvY2Vzc1JlcXVlc3QSCwoDcGlkGAEgASgFEhIKCnBhcmVudF9waWQYAiABKAUSPAoLaW5oZXJpdGFuY2UYAyABKA4yJy5hc3RyYS5zdG9yYWdlLnYxLkRlc2NyaXB0b3JJbmhlcml0YW5jZRIZChF3b3JraW5nX2RpcmVjdG9yeRgEIAEoDBINCgV1bWFzaxgFIAEoDRIYChBzdGRpb19vbl9jb25zb2xlGAYgASgIIiwKFUF0dGFjaFByb2Nlc3NSZXNwb25zZRITCgtkZXNjcmlwdG9ycxgBIAEoDSI1ChJFeGVjUHJvY2Vzc1JlcXVlc3QSCwoDcGlkGAEgASgFEhIKCmV4ZWN1dGFibGUYAiABKAwiJQoTRXhlY1Byb2Nlc3NSZXNwb25zZRIOCgZjbG9zZWQYASABKA0iIwoURGV0YWNoUHJvY2Vzc1JlcXVlc3QSCwoDcGlkGAEgASgFIicKFURldGFjaFByb2Nlc3NSZXNwb25zZRIOCgZjbG9zZWQYASABKA0ipwEKCEhlbGRGaWxlEhQKDG9wZW5fZmlsZV9pZBgBIAEoBBIMCgRwYXRoGAIgASgMEg4KBmRldmljZRgDIAEoDRINCgVpbm9kZRgEIAEoBBIMCgRzaXplGAUgASgEEgwKBG1vZGUYBiABKA0SCwoDdWlkGAcgASgNEgsKA2dpZBgIIAEoDRIQCghyZWFkYWJsZRgJIAEoCBIQCgh3cml0YWJsZRgKIAEoCCIyChVPcGVuRXhlY3V0YWJsZVJlcXVlc3QSCwoDcGlkGAEgASgFEgwKBHBhdGgYAiABKAwiQgoWT3BlbkV4ZWN1dGFibGVSZXNwb25zZRIoCgRmaWxlGAEgASgLMhouYXN0cmEuc3RvcmFnZS52MS5IZWxkRmlsZSIwChVIb2xkRGVzY3JpcHRvclJlcXVlc3QSCwoDcGlkGAEgASgFEgoKAmZkGAIgASgFIkIKFkhvbGREZXNjcmlwdG9yUmVzcG9uc2USKAoEZmlsZRgBIAEoCzIaLmFzdHJhLnN0b3JhZ2UudjEuSGVsZEZpbGUiSwoTUmVhZE9wZW5GaWxlUmVxdWVzdBIUCgxvcGVuX2ZpbGVfaWQYASABKAQSDgoGb2Zmc2V0GAIgASgEEg4KBmxlbmd0aBgDIAEoBCIkChRSZWFkT3BlbkZpbGVSZXNwb25zZRIMCgRkYXRhGAEgASgMIkoKFFdyaXRlT3BlbkZpbGVSZXF1ZXN0EhQKDG9wZW5fZmlsZV9pZBgBIAEoBBIOCgZvZmZzZXQYAiABKAQSDAoEZGF0YRgDIAEoDCIoChVXcml0ZU9wZW5GaWxlUmVzcG9uc2USDwoHd3JpdHRlbhgBIAEoBCIuChZSZWxlYXNlT3BlbkZpbGVSZXF1ZXN0EhQKDG9wZW5fZmlsZV9pZBgBIAEoBCIpChdSZWxlYXNlT3BlbkZpbGVSZXNwb25zZRIOCgZjbG9zZWQYASABKAgiLAoLR3Vlc3RCdWZmZXISDwoHYWRkcmVzcxgBIAEoBBIMCgRkYXRhGAIgASgMIosBChFLZXJuZWxDYWxsUmVxdWVzdBIPCgdjYWxsX2lkGAEgASgEEgsKA3BpZBgCIAEoBRILCgN0aWQYAyABKAUSDgoGbnVtYmVyGAQgASgNEgwKBGFyZ3MYBSADKAQSLQoGaW5wdXRzGAYgAygLMh0uYXN0cmEuc3RvcmFnZS52MS5HdWVzdEJ1ZmZlciKMAQoSS2VybmVsQ2FsbFJlc3BvbnNlEg8KB2NhbGxfaWQYASABKAQSDgoGcmVzdWx0GAIgASgDEiUKBWVycm5vGAMgASgOMhYuYXN0cmEuY29tbW9uLnYxLkVycm5vEi4KB291dHB1dHMYBCADKAsyHS5hc3RyYS5zdG9yYWdlLnYxLkd1ZXN0QnVmZmVyIoUBCglNb3VudEluZm8SEAoIbW91bnRfaWQYASABKAQSEwoLbW91bnRfcG9pbnQYAiABKAwSLgoEa2luZBgDIAEoDjIgLmFzdHJhLnN0b3JhZ2UudjEuRmlsZVN5c3RlbUtpbmQSDgoGc291cmNlGAQgASgJEhEKCXJlYWRfb25seRgFIAEoCCLWAQoNVmZzU3RhdGlzdGljcxIRCglwcm9jZXNzZXMYASABKA0SGAoQb3Blbl9kZXNjcmlwdG9ycxgCIAEoDRISCgpvcGVuX2ZpbGVzGAMgASgNEg0KBXBpcGVzGAQgASgNEisKBm1vdW50cxgFIAMoCzIbLmFzdHJhLnN0b3JhZ2UudjEuTW91bnRJbmZvEg0KBWNhbGxzGAYgASgEEg4KBmVycm9ycxgHIAEoBBISCgpieXRlc19yZWFkGAggASgEEhUKDWJ5dGVzX3dyaXR0ZW4YCSABKAQiGQoXR2V0VmZzU3RhdGlzdGljc1JlcXVlc3QiTwoYR2V0VmZzU3RhdGlzdGljc1Jlc3BvbnNlEjMKCnN0YXRpc3RpY3MYASABKAsyHy5hc3RyYS5zdG9yYWdlLnYxLlZmc1N0YXRpc3RpY3Mq0gEKCEZpbGVUeXBlEhkKFUZJTEVfVFlQRV9VTlNQRUNJRklFRBAAEhUKEUZJTEVfVFlQRV9SRUdVTEFSEAESFwoTRklMRV9UWVBFX0RJUkVDVE9SWRACEhUKEUZJTEVfVFlQRV9TWU1MSU5LEAMSHgoaRklMRV9UWVBFX0NIQVJBQ1RFUl9ERVZJQ0UQBBIaChZGSUxFX1RZUEVfQkxPQ0tfREVWSUNFEAUSEgoORklMRV9UWVBFX0ZJRk8QBhIUChBGSUxFX1RZUEVfU09DS0VUEAcqmAEKClNlZWtXaGVuY2USGwoXU0VFS19XSEVOQ0VfVU5TUEVDSUZJRUQQABITCg9TRUVLX1dIRU5DRV9TRVQQARIXChNTRUVLX1dIRU5DRV9DVVJSRU5UEAISEwoPU0VFS19XSEVOQ0VfRU5EEAMSFAoQU0VFS19XSEVOQ0VfREFUQRAEEhQKEFNFRUtfV0hFTkNFX0hPTEUQBSpMCghTeW5jTW9kZRIZChVTWU5DX01PREVfVU5TUEVDSUZJRUQQABIRCg1TWU5DX01PREVfQUxMEAESEgoOU1lOQ19NT0RFX0RBVEEQAiqjAQoVRGVzY3JpcHRvckluaGVyaXRhbmNlEiYKIkRFU0NSSVBUT1JfSU5IRVJJVEFOQ0VfVU5TUEVDSUZJRUQQABIfChtERVNDUklQVE9SX0lOSEVSSVRBTkNFX0NPUFkQARIgChxERVNDUklQVE9SX0lOSEVSSVRBTkNFX1NIQVJFEAISHwobREVTQ1JJUFRPUl9JTkhFUklUQU5DRV9OT05FEAMqqAEKDkZpbGVTeXN0ZW1LaW5kEiAKHEZJTEVfU1lTVEVNX0tJTkRfVU5TUEVDSUZJRUQQABIgChxGSUxFX1NZU1RFTV9LSU5EX0hPU1RfRk9MREVSEAESGQoVRklMRV9TWVNURU1fS0lORF9MRlNYEAISHAoYRklMRV9TWVNURU1fS0lORF9ERVZJQ0VTEAMSGQoVRklMRV9TWVNURU1fS0lORF9QUk9DEAQy2RYKClZmc1NlcnZpY2USRQoET3BlbhIdLmFzdHJhLnN0b3JhZ2UudjEuT3BlblJlcXVlc3QaHi5hc3RyYS5zdG9yYWdlLnYxLk9wZW5SZXNwb25zZRJICgVDbG9zZRIeLmFzdHJhLnN0b3JhZ2UudjEuQ2xvc2VSZXF1ZXN0Gh8uYXN0cmEuc3RvcmFnZS52MS5DbG9zZVJlc3BvbnNlElkKBFJlYWQSJy5hc3RyYS5zdG9yYWdlLnYxLlZmc1NlcnZpY2VSZWFkUmVxdWVzdBooLmFzdHJhLnN0b3JhZ2UudjEuVmZzU2VydmljZVJlYWRSZXNwb25zZRJcCgVXcml0ZRIoLmFzdHJhLnN0b3JhZ2UudjEuVmZzU2VydmljZVdyaXRlUmVxdWVzdBopLmFzdHJhLnN0b3JhZ2UudjEuVmZzU2VydmljZVdyaXRlUmVzcG9uc2USRQoEU2VlaxIdLmFzdHJhLnN0b3JhZ2UudjEuU2Vla1JlcXVlc3QaHi5hc3RyYS5zdG9yYWdlLnYxLlNlZWtSZXNwb25zZRJFCgRTdGF0Eh0uYXN0cmEuc3RvcmFnZS52MS5TdGF0UmVxdWVzdBoeLmFzdHJhLnN0b3JhZ2UudjEuU3RhdFJlc3BvbnNlEmAKDVJlYWREaXJlY3RvcnkSJi5hc3RyYS5zdG9yYWdlLnYxLlJlYWREaXJlY3RvcnlSZXF1ZXN0GicuYXN0cmEuc3RvcmFnZS52MS5SZWFkRGlyZWN0b3J5UmVzcG9uc2USYAoNTWFrZURpcmVjdG9yeRImLmFzdHJhLnN0b3JhZ2UudjEuTWFrZURpcmVjdG9yeVJlcXVlc3QaJy5hc3RyYS5zdG9yYWdlLnYxLk1ha2VEaXJlY3RvcnlSZXNwb25zZRJLCgZVbmxpbmsSHy5hc3RyYS5zdG9yYWdlLnYxLlVubGlua1JlcXVlc3QaIC5hc3RyYS5zdG9yYWdlLnYxLlVubGlua1Jlc3BvbnNlEksKBlJlbmFtZRIfLmFzdHJhLnN0b3JhZ2UudjEuUmVuYW1lUmVxdWVzdBogLmFzdHJhLnN0b3JhZ2UudjEuUmVuYW1lUmVzcG9uc2USUQoIVHJ1bmNhdGUSIS5hc3RyYS5zdG9yYWdlLnYxLlRydW5jYXRlUmVxdWVzdBoiLmFzdHJhLnN0b3JhZ2UudjEuVHJ1bmNhdGVSZXNwb25zZRJFCgRTeW5jEh0uYXN0cmEuc3RvcmFnZS52MS5TeW5jUmVxdWVzdBoeLmFzdHJhLnN0b3JhZ2UudjEuU3luY1Jlc3BvbnNlEnIKE0dldFdvcmtpbmdEaXJlY3RvcnkSLC5hc3RyYS5zdG9yYWdlLnYxLkdldFdvcmtpbmdEaXJlY3RvcnlSZXF1ZXN0Gi0uYXN0cmEuc3RvcmFnZS52MS5HZXRXb3JraW5nRGlyZWN0b3J5UmVzcG9uc2USZgoPQ2hhbmdlRGlyZWN0b3J5EiguYXN0cmEuc3RvcmFnZS52MS5DaGFuZ2VEaXJlY3RvcnlSZXF1ZXN0GikuYXN0cmEuc3RvcmFnZS52MS5DaGFuZ2VEaXJlY3RvcnlSZXNwb25zZRJUCglEdXBsaWNhdGUSIi5hc3RyYS5zdG9yYWdlLnYxLkR1cGxpY2F0ZVJlcXVlc3QaIy5hc3RyYS5zdG9yYWdlLnYxLkR1cGxpY2F0ZVJlc3BvbnNlEloKC0ZpbGVDb250cm9sEiQuYXN0cmEuc3RvcmFnZS52MS5GaWxlQ29udHJvbFJlcXVlc3QaJS5hc3RyYS5zdG9yYWdlLnYxLkZpbGVDb250cm9sUmVzcG9uc2USVAoJSW9Db250cm9sEiIuYXN0cmEuc3RvcmFnZS52MS5Jb0NvbnRyb2xSZXF1ZXN0GiMuYXN0cmEuc3RvcmFnZS52MS5Jb0NvbnRyb2xSZXNwb25zZRJLCgZBY2Nlc3MSHy5hc3RyYS5zdG9yYWdlLnYxLkFjY2Vzc1JlcXVlc3QaIC5hc3RyYS5zdG9yYWdlLnYxLkFjY2Vzc1Jlc3BvbnNlElEKCFJlYWRMaW5rEiEuYXN0cmEuc3RvcmFnZS52MS5SZWFkTGlua1JlcXVlc3QaIi5hc3RyYS5zdG9yYWdlLnYxLlJlYWRMaW5rUmVzcG9uc2USUQoIU2V0VW1hc2sSIS5hc3RyYS5zdG9yYWdlLnYxLlNldFVtYXNrUmVxdWVzdBoiLmFzdHJhLnN0b3JhZ2UudjEuU2V0VW1hc2tSZXNwb25zZRJXCgpDcmVhdGVQaXBlEiMuYXN0cmEuc3RvcmFnZS52MS5DcmVhdGVQaXBlUmVxdWVzdBokLmFzdHJhLnN0b3JhZ2UudjEuQ3JlYXRlUGlwZVJlc3BvbnNlEmYKD01vdW50SG9zdEZvbGRlchIoLmFzdHJhLnN0b3JhZ2UudjEuTW91bnRIb3N0Rm9sZGVyUmVxdWVzdBopLmFzdHJhLnN0b3JhZ2UudjEuTW91bnRIb3N0Rm9sZGVyUmVzcG9uc2USYAoNQXR0YWNoUHJvY2VzcxImLmFzdHJhLnN0b3JhZ2UudjEuQXR0YWNoUHJvY2Vzc1JlcXVlc3QaJy5hc3RyYS5zdG9yYWdlLnYxLkF0dGFjaFByb2Nlc3NSZXNwb25zZRJaCgtFeGVjUHJvY2VzcxIkLmFzdHJhLnN0b3JhZ2UudjEuRXhlY1Byb2Nlc3NSZXF1ZXN0GiUuYXN0cmEuc3RvcmFnZS52MS5FeGVjUHJvY2Vzc1Jlc3BvbnNlEmAKDURldGFjaFByb2Nlc3MSJi5hc3RyYS5zdG9yYWdlLnYxLkRldGFjaFByb2Nlc3NSZXF1ZXN0GicuYXN0cmEuc3RvcmFnZS52MS5EZXRhY2hQcm9jZXNzUmVzcG9uc2USYwoOT3BlbkV4ZWN1dGFibGUSJy5hc3RyYS5zdG9yYWdlLnYxLk9wZW5FeGVjdXRhYmxlUmVxdWVzdBooLmFzdHJhLnN0b3JhZ2UudjEuT3BlbkV4ZWN1dGFibGVSZXNwb25zZRJjCg5Ib2xkRGVzY3JpcHRvchInLmFzdHJhLnN0b3JhZ2UudjEuSG9sZERlc2NyaXB0b3JSZXF1ZXN0GiguYXN0cmEuc3RvcmFnZS52MS5Ib2xkRGVzY3JpcHRvclJlc3BvbnNlEmIKDFJlYWRPcGVuRmlsZRIlLmFzdHJhLnN0b3JhZ2UudjEuUmVhZE9wZW5GaWxlUmVxdWVzdBomLmFzdHJhLnN0b3JhZ2UudjEuUmVhZE9wZW5GaWxlUmVzcG9uc2UiA5ACARJgCg1Xcml0ZU9wZW5GaWxlEiYuYXN0cmEuc3RvcmFnZS52MS5Xcml0ZU9wZW5GaWxlUmVxdWVzdBonLmFzdHJhLnN0b3JhZ2UudjEuV3JpdGVPcGVuRmlsZVJlc3BvbnNlEmYKD1JlbGVhc2VPcGVuRmlsZRIoLmFzdHJhLnN0b3JhZ2UudjEuUmVsZWFzZU9wZW5GaWxlUmVxdWVzdBopLmFzdHJhLnN0b3JhZ2UudjEuUmVsZWFzZU9wZW5GaWxlUmVzcG9uc2USWwoKS2VybmVsQ2FsbBIjLmFzdHJhLnN0b3JhZ2UudjEuS2VybmVsQ2FsbFJlcXVlc3QaJC5hc3RyYS5zdG9yYWdlLnYxLktlcm5lbENhbGxSZXNwb25zZSgBMAESbgoQR2V0VmZzU3RhdGlzdGljcxIpLmFzdHJhLnN0b3JhZ2UudjEuR2V0VmZzU3RhdGlzdGljc1JlcXVlc3QaKi5hc3RyYS5zdG9yYWdlLnYxLkdldFZmc1N0YXRpc3RpY3NSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_astra_common_v1_errors]);
 
 /**
  * @generated from message astra.storage.v1.Timespec
@@ -1385,6 +1385,285 @@ export const DetachProcessResponseSchema: GenMessage<DetachProcessResponse> = /*
   messageDesc(file_astra_storage_v1_vfs, 53);
 
 /**
+ * HeldFile is an open file description held by a kernel peer (the loader, a file mapping), with
+ * what the holder needs to know of its file.
+ *
+ * @generated from message astra.storage.v1.HeldFile
+ */
+export type HeldFile = Message<"astra.storage.v1.HeldFile"> & {
+  /**
+   * @generated from field: uint64 open_file_id = 1;
+   */
+  openFileId: bigint;
+
+  /**
+   * The path it was opened by, absolute (for /proc/PID/maps and /proc/self/exe).
+   *
+   * @generated from field: bytes path = 2;
+   */
+  path: Uint8Array;
+
+  /**
+   * Linux's dev_t of the file's device and its inode number.
+   *
+   * @generated from field: uint32 device = 3;
+   */
+  device: number;
+
+  /**
+   * @generated from field: uint64 inode = 4;
+   */
+  inode: bigint;
+
+  /**
+   * @generated from field: uint64 size = 5;
+   */
+  size: bigint;
+
+  /**
+   * st_mode, with the file type bits.
+   *
+   * @generated from field: uint32 mode = 6;
+   */
+  mode: number;
+
+  /**
+   * @generated from field: uint32 uid = 7;
+   */
+  uid: number;
+
+  /**
+   * @generated from field: uint32 gid = 8;
+   */
+  gid: number;
+
+  /**
+   * The description's access mode.
+   *
+   * @generated from field: bool readable = 9;
+   */
+  readable: boolean;
+
+  /**
+   * @generated from field: bool writable = 10;
+   */
+  writable: boolean;
+};
+
+/**
+ * Describes the message astra.storage.v1.HeldFile.
+ * Use `create(HeldFileSchema)` to create a new message.
+ */
+export const HeldFileSchema: GenMessage<HeldFile> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_vfs, 54);
+
+/**
+ * @generated from message astra.storage.v1.OpenExecutableRequest
+ */
+export type OpenExecutableRequest = Message<"astra.storage.v1.OpenExecutableRequest"> & {
+  /**
+   * @generated from field: int32 pid = 1;
+   */
+  pid: number;
+
+  /**
+   * As execve names it: relative paths resolve from the process's working directory.
+   *
+   * @generated from field: bytes path = 2;
+   */
+  path: Uint8Array;
+};
+
+/**
+ * Describes the message astra.storage.v1.OpenExecutableRequest.
+ * Use `create(OpenExecutableRequestSchema)` to create a new message.
+ */
+export const OpenExecutableRequestSchema: GenMessage<OpenExecutableRequest> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_vfs, 55);
+
+/**
+ * @generated from message astra.storage.v1.OpenExecutableResponse
+ */
+export type OpenExecutableResponse = Message<"astra.storage.v1.OpenExecutableResponse"> & {
+  /**
+   * @generated from field: astra.storage.v1.HeldFile file = 1;
+   */
+  file?: HeldFile | undefined;
+};
+
+/**
+ * Describes the message astra.storage.v1.OpenExecutableResponse.
+ * Use `create(OpenExecutableResponseSchema)` to create a new message.
+ */
+export const OpenExecutableResponseSchema: GenMessage<OpenExecutableResponse> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_vfs, 56);
+
+/**
+ * @generated from message astra.storage.v1.HoldDescriptorRequest
+ */
+export type HoldDescriptorRequest = Message<"astra.storage.v1.HoldDescriptorRequest"> & {
+  /**
+   * @generated from field: int32 pid = 1;
+   */
+  pid: number;
+
+  /**
+   * @generated from field: int32 fd = 2;
+   */
+  fd: number;
+};
+
+/**
+ * Describes the message astra.storage.v1.HoldDescriptorRequest.
+ * Use `create(HoldDescriptorRequestSchema)` to create a new message.
+ */
+export const HoldDescriptorRequestSchema: GenMessage<HoldDescriptorRequest> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_vfs, 57);
+
+/**
+ * @generated from message astra.storage.v1.HoldDescriptorResponse
+ */
+export type HoldDescriptorResponse = Message<"astra.storage.v1.HoldDescriptorResponse"> & {
+  /**
+   * @generated from field: astra.storage.v1.HeldFile file = 1;
+   */
+  file?: HeldFile | undefined;
+};
+
+/**
+ * Describes the message astra.storage.v1.HoldDescriptorResponse.
+ * Use `create(HoldDescriptorResponseSchema)` to create a new message.
+ */
+export const HoldDescriptorResponseSchema: GenMessage<HoldDescriptorResponse> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_vfs, 58);
+
+/**
+ * @generated from message astra.storage.v1.ReadOpenFileRequest
+ */
+export type ReadOpenFileRequest = Message<"astra.storage.v1.ReadOpenFileRequest"> & {
+  /**
+   * @generated from field: uint64 open_file_id = 1;
+   */
+  openFileId: bigint;
+
+  /**
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * At most 16 MiB.
+   *
+   * @generated from field: uint64 length = 3;
+   */
+  length: bigint;
+};
+
+/**
+ * Describes the message astra.storage.v1.ReadOpenFileRequest.
+ * Use `create(ReadOpenFileRequestSchema)` to create a new message.
+ */
+export const ReadOpenFileRequestSchema: GenMessage<ReadOpenFileRequest> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_vfs, 59);
+
+/**
+ * @generated from message astra.storage.v1.ReadOpenFileResponse
+ */
+export type ReadOpenFileResponse = Message<"astra.storage.v1.ReadOpenFileResponse"> & {
+  /**
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message astra.storage.v1.ReadOpenFileResponse.
+ * Use `create(ReadOpenFileResponseSchema)` to create a new message.
+ */
+export const ReadOpenFileResponseSchema: GenMessage<ReadOpenFileResponse> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_vfs, 60);
+
+/**
+ * @generated from message astra.storage.v1.WriteOpenFileRequest
+ */
+export type WriteOpenFileRequest = Message<"astra.storage.v1.WriteOpenFileRequest"> & {
+  /**
+   * @generated from field: uint64 open_file_id = 1;
+   */
+  openFileId: bigint;
+
+  /**
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message astra.storage.v1.WriteOpenFileRequest.
+ * Use `create(WriteOpenFileRequestSchema)` to create a new message.
+ */
+export const WriteOpenFileRequestSchema: GenMessage<WriteOpenFileRequest> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_vfs, 61);
+
+/**
+ * @generated from message astra.storage.v1.WriteOpenFileResponse
+ */
+export type WriteOpenFileResponse = Message<"astra.storage.v1.WriteOpenFileResponse"> & {
+  /**
+   * @generated from field: uint64 written = 1;
+   */
+  written: bigint;
+};
+
+/**
+ * Describes the message astra.storage.v1.WriteOpenFileResponse.
+ * Use `create(WriteOpenFileResponseSchema)` to create a new message.
+ */
+export const WriteOpenFileResponseSchema: GenMessage<WriteOpenFileResponse> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_vfs, 62);
+
+/**
+ * @generated from message astra.storage.v1.ReleaseOpenFileRequest
+ */
+export type ReleaseOpenFileRequest = Message<"astra.storage.v1.ReleaseOpenFileRequest"> & {
+  /**
+   * @generated from field: uint64 open_file_id = 1;
+   */
+  openFileId: bigint;
+};
+
+/**
+ * Describes the message astra.storage.v1.ReleaseOpenFileRequest.
+ * Use `create(ReleaseOpenFileRequestSchema)` to create a new message.
+ */
+export const ReleaseOpenFileRequestSchema: GenMessage<ReleaseOpenFileRequest> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_vfs, 63);
+
+/**
+ * @generated from message astra.storage.v1.ReleaseOpenFileResponse
+ */
+export type ReleaseOpenFileResponse = Message<"astra.storage.v1.ReleaseOpenFileResponse"> & {
+  /**
+   * The description closed with this release.
+   *
+   * @generated from field: bool closed = 1;
+   */
+  closed: boolean;
+};
+
+/**
+ * Describes the message astra.storage.v1.ReleaseOpenFileResponse.
+ * Use `create(ReleaseOpenFileResponseSchema)` to create a new message.
+ */
+export const ReleaseOpenFileResponseSchema: GenMessage<ReleaseOpenFileResponse> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_vfs, 64);
+
+/**
  * A piece of guest memory: where it is and what it holds.
  *
  * @generated from message astra.storage.v1.GuestBuffer
@@ -1406,7 +1685,7 @@ export type GuestBuffer = Message<"astra.storage.v1.GuestBuffer"> & {
  * Use `create(GuestBufferSchema)` to create a new message.
  */
 export const GuestBufferSchema: GenMessage<GuestBuffer> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_vfs, 54);
+  messageDesc(file_astra_storage_v1_vfs, 65);
 
 /**
  * @generated from message astra.storage.v1.KernelCallRequest
@@ -1459,7 +1738,7 @@ export type KernelCallRequest = Message<"astra.storage.v1.KernelCallRequest"> & 
  * Use `create(KernelCallRequestSchema)` to create a new message.
  */
 export const KernelCallRequestSchema: GenMessage<KernelCallRequest> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_vfs, 55);
+  messageDesc(file_astra_storage_v1_vfs, 66);
 
 /**
  * @generated from message astra.storage.v1.KernelCallResponse
@@ -1498,7 +1777,7 @@ export type KernelCallResponse = Message<"astra.storage.v1.KernelCallResponse"> 
  * Use `create(KernelCallResponseSchema)` to create a new message.
  */
 export const KernelCallResponseSchema: GenMessage<KernelCallResponse> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_vfs, 56);
+  messageDesc(file_astra_storage_v1_vfs, 67);
 
 /**
  * @generated from message astra.storage.v1.MountInfo
@@ -1537,7 +1816,7 @@ export type MountInfo = Message<"astra.storage.v1.MountInfo"> & {
  * Use `create(MountInfoSchema)` to create a new message.
  */
 export const MountInfoSchema: GenMessage<MountInfo> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_vfs, 57);
+  messageDesc(file_astra_storage_v1_vfs, 68);
 
 /**
  * @generated from message astra.storage.v1.VfsStatistics
@@ -1596,7 +1875,7 @@ export type VfsStatistics = Message<"astra.storage.v1.VfsStatistics"> & {
  * Use `create(VfsStatisticsSchema)` to create a new message.
  */
 export const VfsStatisticsSchema: GenMessage<VfsStatistics> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_vfs, 58);
+  messageDesc(file_astra_storage_v1_vfs, 69);
 
 /**
  * @generated from message astra.storage.v1.GetVfsStatisticsRequest
@@ -1609,7 +1888,7 @@ export type GetVfsStatisticsRequest = Message<"astra.storage.v1.GetVfsStatistics
  * Use `create(GetVfsStatisticsRequestSchema)` to create a new message.
  */
 export const GetVfsStatisticsRequestSchema: GenMessage<GetVfsStatisticsRequest> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_vfs, 59);
+  messageDesc(file_astra_storage_v1_vfs, 70);
 
 /**
  * @generated from message astra.storage.v1.GetVfsStatisticsResponse
@@ -1626,7 +1905,7 @@ export type GetVfsStatisticsResponse = Message<"astra.storage.v1.GetVfsStatistic
  * Use `create(GetVfsStatisticsResponseSchema)` to create a new message.
  */
 export const GetVfsStatisticsResponseSchema: GenMessage<GetVfsStatisticsResponse> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_vfs, 60);
+  messageDesc(file_astra_storage_v1_vfs, 71);
 
 /**
  * @generated from enum astra.storage.v1.FileType
@@ -2105,6 +2384,64 @@ export const VfsService: GenService<{
     methodKind: "unary";
     input: typeof DetachProcessRequestSchema;
     output: typeof DetachProcessResponseSchema;
+  },
+  /**
+   * From sched at exec: resolve the program path as execve does (from the process's working
+   * directory; ENOENT, ENOTDIR, ELOOP as open reports them), check that it is a regular file
+   * (EACCES otherwise, as Linux answers for a directory) with an execute bit (EACCES), and open it
+   * read-only as an open file description held for the loader and the segments it maps (released
+   * with ReleaseOpenFile).
+   *
+   * @generated from rpc astra.storage.v1.VfsService.OpenExecutable
+   */
+  openExecutable: {
+    methodKind: "unary";
+    input: typeof OpenExecutableRequestSchema;
+    output: typeof OpenExecutableResponseSchema;
+  },
+  /**
+   * From vmm at mmap(fd): take a hold on the open file description behind a descriptor, so that a
+   * file mapping outlives close(fd), as Linux's vm_file does. EBADF for a closed descriptor,
+   * EACCES for one not open for reading, ENODEV for one that cannot be mapped (a pipe, a
+   * terminal).
+   *
+   * @generated from rpc astra.storage.v1.VfsService.HoldDescriptor
+   */
+  holdDescriptor: {
+    methodKind: "unary";
+    input: typeof HoldDescriptorRequestSchema;
+    output: typeof HoldDescriptorResponseSchema;
+  },
+  /**
+   * Bytes of a held open file description, by offset, whatever its file position: page-ins of file
+   * mappings and the loader's reads. Fewer bytes at the end of the file, none beyond it.
+   *
+   * @generated from rpc astra.storage.v1.VfsService.ReadOpenFile
+   */
+  readOpenFile: {
+    methodKind: "unary";
+    input: typeof ReadOpenFileRequestSchema;
+    output: typeof ReadOpenFileResponseSchema;
+  },
+  /**
+   * Write bytes through a held open file description (shared mappings written back).
+   *
+   * @generated from rpc astra.storage.v1.VfsService.WriteOpenFile
+   */
+  writeOpenFile: {
+    methodKind: "unary";
+    input: typeof WriteOpenFileRequestSchema;
+    output: typeof WriteOpenFileResponseSchema;
+  },
+  /**
+   * Drop one hold on an open file description; the last hold (and no descriptor) closes it.
+   *
+   * @generated from rpc astra.storage.v1.VfsService.ReleaseOpenFile
+   */
+  releaseOpenFile: {
+    methodKind: "unary";
+    input: typeof ReleaseOpenFileRequestSchema;
+    output: typeof ReleaseOpenFileResponseSchema;
   },
   /**
    * The trap path: guest system calls owned by this service, one request each, answered in any

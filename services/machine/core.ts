@@ -1,0 +1,1010 @@
+// One CPU of the machine running guest threads: its interpreter (with the block translator), its
+// memory and software TLB, and the run loop that executes the thread on it in slices and turns
+// each stop into a question for the kernel side — a system call, a page fault or segment miss, a
+// program, alignment or facility interrupt (a signal), the end of the time slice (a tick) — then
+// applies the answer. Everything runs in one JavaScript thread with the services in embedded
+// mode, so the loop yields to the event loop every few milliseconds of guest time.
+//
+// A thread leaves the CPU when it blocks in the kernel, is preempted, stops, exits or is parked
+// by StopCpu; its registers are then saved in its context. Answers that arrive for a thread that
+// left meanwhile (another thread's exit_group took it, say) are dropped: `epoch` counts the
+// changes of thread on the core. A kernel side that fails (a peer down) is logged and the trap is
+// tried again after a pause, the thread's state untouched.
+import { setImmediate } from "node:timers";
+import type { Logger } from "../../lib/log.ts";
+import { formatInstruction } from "./cpu/disassemble.ts";
+import { segmentShift, type SlbEntry } from "../../lib/ppc/hpt.ts";
+import { PVR_POWER9 } from "./cpu/features.ts";
+import { Cpu, StopReason } from "./cpu/interpreter.ts";
+import {
+  BUS_ADRALN,
+  EINTR,
+  ENOSYS,
+  ERESTART_RESTARTBLOCK,
+  ERESTARTNOHAND,
+  ERESTARTNOINTR,
+  ERESTARTSYS,
+  ILL_ILLOPC,
+  mfpvrTarget,
+  NR_RESTART_SYSCALL,
+  programSignal,
+  SEGV_ACCERR,
+  SEGV_MAPERR,
+  SI_KERNEL,
+  SIGBUS,
+  SIGILL,
+  SIGSEGV,
+  storageDsisr,
+} from "./cpu_signals.ts";
+import type {
+  Dispatch,
+  KernelCallOutcome,
+  KernelSide,
+  SignalDelivery,
+  SignalOutcome,
+  ThreadEntry,
+  UserFault,
+} from "./kernel_side.ts";
+import type { PhysicalMemory } from "./memory.ts";
+import type { Mmu } from "./mmu.ts";
+import { CR0_SO, loadCpu, RegisterFile, saveCpu } from "./registers.ts";
+import {
+  buildSignalFrame,
+  enterSignalHandler,
+  isTrampolineReturn,
+  MSR_TS_MASK,
+  MSR_VSX,
+  NR_RT_SIGRETURN,
+  readSavedContext,
+  restoreSavedContext,
+  SA_RESTART,
+  SIGNAL_FRAMESIZE,
+  TRAMPOLINE_RETURN_BYTES,
+  UCONTEXT_BYTES,
+  VMX_AREA_BYTES,
+  VSX_AREA_BYTES,
+  vsxAreaAddress,
+} from "./signal_frame.ts";
+import {
+  type SpaceBinding,
+  type ThreadContext,
+  type ThreadTable,
+  TRAP_ALIGNMENT,
+  TRAP_DATA_SEGMENT,
+  TRAP_DATA_STORAGE,
+  TRAP_DECREMENTER,
+  TRAP_FACILITY_UNAVAILABLE,
+  TRAP_INSTRUCTION_SEGMENT,
+  TRAP_INSTRUCTION_STORAGE,
+  TRAP_PROGRAM,
+  TRAP_SYSTEM_CALL,
+} from "./threads.ts";
+import { CoreMemory } from "./user_memory.ts";
+
+/** What a CPU is doing, as CpuRunState names it. */
+export type CpuActivity = "stopped" | "idle" | "running" | "trapped";
+
+/** What a core needs from the machine's set of CPUs. */
+export interface CoreHost {
+  readonly threads: ThreadTable;
+  readonly mmu: Mmu;
+  readonly log: Logger;
+  /** The kernel side; throws when none is wired. */
+  kernel(): KernelSide;
+  /** Monotonic nanoseconds, for tick(). */
+  clockNanos(): bigint;
+  /** A thread ended: drop its context, wherever it is. */
+  discardThread(thread: ThreadContext): void;
+  /** A process ended: drop the context of every thread of `pid`. */
+  discardProcess(pid: number): void;
+  /** A process stopped: take its threads off their CPUs. */
+  stopProcess(pid: number): void;
+  /** Applies the outcome of a blocked call, once `done` settles, to its thread off the CPU; resolves then. */
+  followBlockedCall(thread: ThreadContext, done: Promise<KernelCallOutcome>): Promise<void>;
+  /** execve moved a thread to `spaceId`. */
+  changeSpace(thread: ThreadContext, spaceId: bigint): void;
+}
+
+export interface CoreOptions {
+  /** Guest time between two yields to the event loop. */
+  sliceMillis: number;
+  /** The time slice of a thread put on the CPU without one (RunThread). */
+  defaultTimeSliceNanos: number;
+  /** The timebase in ticks (mftb). */
+  timebase: () => number;
+  tlbEntries?: number;
+}
+
+/** The thread left the CPU while its trap was being answered: the answer is dropped. */
+const GONE = Symbol("gone");
+/** The kernel side failed; the pause before trying again is over. */
+const FAILED = Symbol("failed");
+type Answer<T> = T | typeof GONE | typeof FAILED;
+
+const INITIAL_BUDGET = 100_000;
+const MIN_BUDGET = 10_000;
+const MAX_BUDGET = 50_000_000;
+/** The same fault at the same place, with no instruction completed in between, this many times: SIGSEGV. */
+const MAX_REPEATED_FAULTS = 4;
+const MIN_BACKOFF_MS = 100;
+const MAX_BACKOFF_MS = 5_000;
+/** Signal deliveries in a row before the loop lets the event loop in. */
+const DELIVERIES_PER_YIELD = 64;
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    Deno.unrefTimer(timer);
+  });
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export class Core {
+  readonly cpu: Cpu;
+  readonly memory: CoreMemory;
+  /** Started (StartCpu) and not stopped since. */
+  started = false;
+  /** The thread on the CPU. */
+  thread: ThreadContext | undefined;
+  /** System calls, faults, program interrupts and ticks taken to the kernel side. */
+  traps = 0;
+  /** Page faults taken to vmm. */
+  pageFaults = 0;
+  /** The thread's registers are in the Cpu (not until its blocked call has completed). */
+  private loaded = false;
+  /** Waiting for the kernel side to answer a trap of the thread. */
+  private inKernel = false;
+  private epoch = 0;
+  /** Ends the wait for the kernel side in progress with GONE: the thread left the CPU. */
+  private interruptWait: ((gone: typeof GONE) => void) | undefined;
+  /** The CPU lost its thread and must ask the scheduler for the next. */
+  private needsSchedule = false;
+  private looping = false;
+  private timeSliceNanos: number;
+  private sliceEndsAt = Infinity;
+  private budget = INITIAL_BUDGET;
+  private backoffMillis = 0;
+  private readonly scratch = new RegisterFile();
+  private lastFault = { address: -1n, access: "", retired: -1, repeats: 0 };
+
+  constructor(
+    readonly index: number,
+    private readonly host: CoreHost,
+    physical: PhysicalMemory,
+    private readonly options: CoreOptions,
+  ) {
+    this.memory = new CoreMemory(host.mmu, physical, options.tlbEntries);
+    this.cpu = new Cpu(this.memory, options.timebase);
+    this.cpu.enableTranslation();
+    this.timeSliceNanos = options.defaultTimeSliceNanos;
+  }
+
+  get activity(): CpuActivity {
+    if (!this.started) return "stopped";
+    if (this.thread === undefined) return "idle";
+    return this.inKernel || this.thread.pending !== undefined ? "trapped" : "running";
+  }
+
+  /** The thread's registers live in the Cpu (rather than in its context). */
+  get holdsRegisters(): boolean {
+    return this.thread !== undefined && this.loaded;
+  }
+
+  /** Waiting for the kernel side on behalf of its thread. */
+  get waitingForKernel(): boolean {
+    return this.inKernel;
+  }
+
+  start(): void {
+    this.started = true;
+    this.wake();
+  }
+
+  /** Stops at the next instruction boundary (now, between slices); an outstanding trap completes first. */
+  stop(): void {
+    this.started = false;
+  }
+
+  /** Puts a thread on the CPU (RunThread, the scheduler's dispatch). */
+  put(thread: ThreadContext, timeSliceNanos: number): void {
+    this.thread = thread;
+    thread.cpu = this.index;
+    this.loaded = false;
+    this.needsSchedule = false;
+    this.changeThread();
+    this.timeSliceNanos = timeSliceNanos > 0 ? timeSliceNanos : this.options.defaultTimeSliceNanos;
+    this.wake();
+  }
+
+  /** The thread on the CPU is gone (its process ended): forget it and ask for the next. */
+  drop(): void {
+    if (this.thread === undefined) return;
+    this.thread.cpu = -1;
+    this.thread = undefined;
+    this.loaded = false;
+    this.changeThread();
+    this.needsSchedule = true;
+    this.wake();
+  }
+
+  /** Takes the thread off the CPU with its registers saved (a stop signal); asks for the next. */
+  park(): void {
+    if (this.thread === undefined) return;
+    this.release(this.thread);
+    this.needsSchedule = true;
+    this.wake();
+  }
+
+  /** Loads a space's translations: a different space empties the TLB and the decoded code. */
+  bindSpace(binding: SpaceBinding | null): void {
+    if (this.memory.bind(binding?.translator ?? null)) this.cpu.invalidateAllCode();
+  }
+
+  /** Drops the software TLB and every decoded instruction (a table or address space changed). */
+  flushTranslations(): number {
+    const dropped = this.memory.tlb.flush();
+    this.memory.forgetCode();
+    this.cpu.invalidateAllCode();
+    return dropped;
+  }
+
+  /** Drops the software TLB entries and decoded code of [ea, ea + bytes). */
+  flushPages(ea: number, bytes: number): number {
+    let dropped = 0;
+    for (let page = ea - (ea % 4096); page < ea + bytes; page += 4096) {
+      if (this.memory.tlb.flushPage(page)) dropped++;
+    }
+    this.cpu.invalidateCode(ea, bytes);
+    return dropped;
+  }
+
+  private wake(): void {
+    if (this.looping || !this.started) return;
+    this.looping = true;
+    setImmediate(() => this.loop());
+  }
+
+  private async loop(): Promise<void> {
+    let lastYield = performance.now();
+    try {
+      while (this.started) {
+        const thread = this.thread;
+        if (thread === undefined) {
+          if (!this.needsSchedule) break;
+          await this.scheduleNext();
+          continue;
+        }
+        if (!this.loaded || thread.signalCheck) {
+          await this.prepare(thread);
+          continue;
+        }
+        await this.step(thread);
+        if (performance.now() - lastYield >= this.options.sliceMillis) {
+          await yieldToEventLoop();
+          lastYield = performance.now();
+        }
+      }
+    } catch (error) {
+      // Every guest-caused failure is a signal; reaching here is a machine bug. The CPU stops
+      // rather than spin on it, its state left for GetCpuState.
+      this.host.log.error("CPU stopped: its run loop failed", { cpu: this.index, error: describe(error) });
+      this.started = false;
+    } finally {
+      this.looping = false;
+    }
+  }
+
+  /** Makes the thread ready to run: its blocked call completed, its registers loaded, signals delivered. */
+  private async prepare(thread: ThreadContext): Promise<void> {
+    const epoch = this.epoch;
+    while (thread.pending !== undefined) {
+      await this.whileHere(thread.pending);
+      this.interruptWait = undefined;
+      if (epoch !== this.epoch) return;
+    }
+    if (!this.loaded) {
+      loadCpu(thread.registers, this.cpu);
+      this.bindSpace(this.host.threads.spaces.bind(thread.spaceId));
+      this.loaded = true;
+      this.sliceEndsAt = performance.now() + this.timeSliceNanos / 1e6;
+      this.lastFault.retired = -1;
+      if (!thread.signalCheck) thread.entry.restartable = false;
+    }
+    if (thread.signalCheck) {
+      thread.signalCheck = false;
+      await this.deliverSignals(thread);
+    }
+  }
+
+  /** Runs one slice of the thread and handles why it stopped. */
+  private async step(thread: ThreadContext): Promise<void> {
+    const stop = this.execute();
+    switch (stop) {
+      case StopReason.Budget:
+        break;
+      case StopReason.SystemCall:
+        await this.onSystemCall(thread);
+        break;
+      case StopReason.PageFault:
+        await this.onStorageFault(thread);
+        break;
+      case StopReason.Program:
+        await this.onProgram(thread);
+        break;
+      case StopReason.Alignment:
+        thread.entry.dar = this.cpu.faultAddress;
+        await this.raiseFault(thread, SIGBUS, BUS_ADRALN, this.cpu.faultAddress, TRAP_ALIGNMENT);
+        break;
+      case StopReason.FacilityUnavailable:
+        // The guest runs with FP, VMX and VSX enabled: what is left (TM, IEEE128) stays off, as on
+        // a kernel that does not enable it.
+        this.logInterrupt(thread, "facility unavailable", { facility: this.cpu.unavailableFacility });
+        await this.raiseFault(thread, SIGILL, ILL_ILLOPC, this.cpu.pc64, TRAP_FACILITY_UNAVAILABLE);
+        break;
+      default:
+        await this.raiseFault(thread, SIGILL, ILL_ILLOPC, this.cpu.pc64, TRAP_PROGRAM);
+    }
+    if (this.thread === thread && this.loaded && performance.now() >= this.sliceEndsAt) {
+      await this.tick(thread);
+    }
+  }
+
+  /** cpu.run with a budget sized for a few milliseconds; −1 when the CPU failed internally. */
+  private execute(): StopReason | -1 {
+    const cpu = this.cpu;
+    const started = performance.now(), before = cpu.retired;
+    let stop: StopReason;
+    try {
+      stop = cpu.run(this.budget);
+    } catch (error) {
+      this.host.log.error("CPU failed executing an instruction; the thread gets SIGILL", {
+        cpu: this.index,
+        tid: this.thread?.tid,
+        pc: `0x${cpu.pc64.toString(16)}`,
+        error: describe(error),
+      });
+      return -1;
+    }
+    const elapsed = performance.now() - started;
+    if (stop === StopReason.Budget && elapsed > 0.2) {
+      const rate = (cpu.retired - before) / elapsed;
+      const target = Math.round(rate * this.options.sliceMillis);
+      this.budget = Math.min(MAX_BUDGET, Math.max(MIN_BUDGET, Math.round((this.budget + target) / 2)));
+    }
+    return stop;
+  }
+
+  /** Asks the kernel side on behalf of the thread; GONE if it left the CPU meanwhile, FAILED after a pause. */
+  private async ask<T>(
+    thread: ThreadContext,
+    what: string,
+    question: (kernel: KernelSide) => Promise<T>,
+  ): Promise<Answer<T>> {
+    const epoch = this.epoch;
+    this.inKernel = true;
+    try {
+      const answer = await this.whileHere(question(this.host.kernel()));
+      this.backoffMillis = 0;
+      return epoch === this.epoch ? answer : GONE;
+    } catch (error) {
+      if (epoch !== this.epoch) return GONE;
+      this.backoffMillis = Math.min(MAX_BACKOFF_MS, Math.max(MIN_BACKOFF_MS, this.backoffMillis * 2));
+      this.host.log.error("the kernel side failed; trying again", {
+        cpu: this.index,
+        tid: thread.tid,
+        what,
+        retryMillis: this.backoffMillis,
+        error: describe(error),
+      });
+      await this.whileHere(sleep(this.backoffMillis));
+      return epoch === this.epoch ? FAILED : GONE;
+    } finally {
+      this.interruptWait = undefined;
+      this.inKernel = false;
+    }
+  }
+
+  // ---- system calls ----
+
+  private async onSystemCall(thread: ThreadContext): Promise<void> {
+    const cpu = this.cpu;
+    this.traps++;
+    if (cpu.systemCallVectored) {
+      // scv's facility is off (AT_HWCAP2 does not advertise it): a facility unavailable interrupt.
+      cpu.setPc64(cpu.pc64 - 4n);
+      return this.raiseFault(thread, SIGILL, ILL_ILLOPC, cpu.pc64, TRAP_FACILITY_UNAVAILABLE);
+    }
+    const entry = thread.entry;
+    entry.trap = TRAP_SYSTEM_CALL;
+    entry.origR3 = this.gpr(3);
+    entry.restartable = true;
+    const g = cpu.gpr;
+    // r0 is unsigned long: numbers beyond the table are ENOSYS.
+    if (g[1] !== 0 || g[0] < 0) {
+      return this.completeSystemCall(thread, { kind: "error", errno: ENOSYS, signalPending: false });
+    }
+    const number = g[0];
+    if (number === NR_RT_SIGRETURN) return this.rtSigreturn(thread, () => cpu.setPc64(cpu.pc64 - 4n));
+    const args = [this.gpr(3), this.gpr(4), this.gpr(5), this.gpr(6), this.gpr(7), this.gpr(8)];
+    const memory = this.host.threads.spaces.bind(thread.spaceId).memory;
+    const outcome = await this.ask(
+      thread,
+      `system call ${number}`,
+      (kernel) => kernel.systemCall(thread, memory, number, args),
+    );
+    if (outcome === GONE) return;
+    // Issued again when the thread runs on.
+    if (outcome === FAILED) return cpu.setPc64(cpu.pc64 - 4n);
+    await this.completeSystemCall(thread, outcome);
+  }
+
+  private async completeSystemCall(thread: ThreadContext, outcome: KernelCallOutcome): Promise<void> {
+    switch (outcome.kind) {
+      case "return":
+      case "error": {
+        const failed = outcome.kind === "error";
+        const value = failed ? BigInt(outcome.errno) : outcome.value;
+        this.setGpr(3, value);
+        this.cpu.cr = failed ? this.cpu.cr | CR0_SO : this.cpu.cr & ~CR0_SO;
+        thread.entry.result = failed ? -value : value;
+        if (outcome.signalPending) await this.deliverSignals(thread);
+        // Past its signal check the call can no longer restart (unless that check is still to come).
+        if (!thread.signalCheck) thread.entry.restartable = false;
+        return;
+      }
+      case "blocked":
+        this.release(thread);
+        this.needsSchedule = true;
+        thread.pending = this.host.followBlockedCall(thread, outcome.done);
+        return;
+      case "exec":
+        return this.exec(thread, outcome.entry, outcome.spaceId);
+      case "exit-thread":
+        return this.host.discardThread(thread);
+      case "exit-process":
+        return this.host.discardProcess(thread.pid);
+    }
+  }
+
+  /** execve: the new program's registers (all others reset), its address space, nothing cached. */
+  private exec(thread: ThreadContext, entry: ThreadEntry, spaceId: bigint): void {
+    const registers = this.scratch;
+    applyExecEntry(registers, entry);
+    loadCpu(registers, this.cpu);
+    this.host.changeSpace(thread, spaceId);
+    this.bindSpace(this.host.threads.spaces.bind(spaceId));
+    // The same space may hold a new image: nothing decoded or translated survives.
+    this.flushTranslations();
+    thread.entry.restartable = false;
+  }
+
+  // ---- storage and program interrupts ----
+
+  private async onStorageFault(thread: ThreadContext): Promise<void> {
+    const cpu = this.cpu;
+    const address = cpu.faultAddress, access = cpu.faultAccess, cause = cpu.faultCause;
+    this.traps++;
+    const entry = thread.entry;
+    const segment = cause === "no-segment";
+    entry.trap = access === "execute"
+      ? (segment ? TRAP_INSTRUCTION_SEGMENT : TRAP_INSTRUCTION_STORAGE)
+      : (segment ? TRAP_DATA_SEGMENT : TRAP_DATA_STORAGE);
+    entry.dar = address;
+    entry.dsisr = storageDsisr(access, cause);
+    entry.restartable = false;
+    if (this.repeatedFault(address, access)) {
+      this.host.log.warn("a fault the kernel side resolved keeps recurring; the thread gets SIGSEGV", {
+        cpu: this.index,
+        tid: thread.tid,
+        address: `0x${address.toString(16)}`,
+        access,
+        cause,
+      });
+      const code = cause === "protection" ? SEGV_ACCERR : SEGV_MAPERR;
+      return this.raiseFault(thread, SIGSEGV, code, address, entry.trap);
+    }
+    const binding = this.host.threads.spaces.bind(thread.spaceId);
+    if (segment) {
+      const outcome = await this.ask(thread, "segment miss", (k) => k.segmentMiss(thread, address, access));
+      if (outcome === GONE) return;
+      if (outcome === FAILED) {
+        this.lastFault.retired = -1;
+        return;
+      }
+      if (outcome.kind === "segment") {
+        if (!this.loadSegment(thread, binding, outcome.entry, address)) {
+          await this.raiseFault(thread, SIGSEGV, SEGV_MAPERR, address, entry.trap);
+        }
+        return;
+      }
+      return this.deliverSignals(thread);
+    }
+    if (access === "execute" && cause === "protection" && this.atSignalTrampoline(binding, address)) {
+      return this.returnThroughTrampoline(thread, address);
+    }
+    this.pageFaults++;
+    const outcome = await this.ask(thread, "page fault", (k) => k.pageFault(thread, address, access, cause));
+    if (outcome === GONE) return;
+    // The instruction faults again and asks again; that is no sign of a fault vmm cannot resolve.
+    if (outcome === FAILED) {
+      this.lastFault.retired = -1;
+      return;
+    }
+    if (outcome.kind === "mapped") {
+      // A protection fault left a cached translation that forbids the access.
+      if (address < 1n << 53n) {
+        this.host.mmu.invalidatePage(binding.context, Number(address));
+        this.memory.tlb.flushPage(Number(address));
+      }
+      return;
+    }
+    await this.deliverSignals(thread);
+  }
+
+  /** The same fault again with no instruction completed since: the kernel side's answer did not help. */
+  private repeatedFault(address: bigint, access: string): boolean {
+    const last = this.lastFault, retired = this.cpu.retired;
+    if (last.address === address && last.access === access && last.retired === retired) {
+      if (++last.repeats >= MAX_REPEATED_FAULTS) {
+        last.retired = -1;
+        return true;
+      }
+      return false;
+    }
+    last.address = address;
+    last.access = access;
+    last.retired = retired;
+    last.repeats = 0;
+    return false;
+  }
+
+  /** Installs the SLB entry vmm gave for a segment miss at `address`; false if it does not cover it. */
+  private loadSegment(
+    thread: ThreadContext,
+    binding: SpaceBinding,
+    entry: SlbEntry,
+    address: bigint,
+  ): boolean {
+    const shift = BigInt(segmentShift(entry.segmentSize));
+    if (address >> shift !== BigInt(entry.esid)) {
+      this.host.log.warn("vmm answered a segment miss with a segment that does not hold the address", {
+        tid: thread.tid,
+        address: `0x${address.toString(16)}`,
+        esid: entry.esid,
+      });
+      return false;
+    }
+    try {
+      this.host.mmu.installSegment(binding.context, entry);
+    } catch (error) {
+      if (!(error instanceof RangeError)) throw error;
+      this.host.log.warn("vmm answered a segment miss with an invalid SLB entry", {
+        tid: thread.tid,
+        error: error.message,
+      });
+      return false;
+    }
+    return true;
+  }
+
+  private async onProgram(thread: ThreadContext): Promise<void> {
+    const cpu = this.cpu;
+    this.traps++;
+    const pc = cpu.pc64;
+    const target = cpu.programReason === "privileged-instruction" ? mfpvrTarget(cpu.stopInstruction) : -1;
+    if (target >= 0) {
+      this.setGpr(target, BigInt(PVR_POWER9));
+      cpu.setPc64(pc + 4n);
+      return;
+    }
+    const { signal, code } = programSignal(cpu.programReason, cpu.fpscr);
+    this.logInterrupt(thread, "program interrupt", { reason: cpu.programReason, signal });
+    await this.raiseFault(thread, signal, code, pc, TRAP_PROGRAM);
+  }
+
+  /** Why a thread is about to get a signal from its own instruction, for whoever debugs it. */
+  private logInterrupt(thread: ThreadContext, what: string, fields: Record<string, unknown>): void {
+    const pc = this.cpu.pc64;
+    this.host.log.debug(what, {
+      pid: thread.pid,
+      tid: thread.tid,
+      pc: `0x${pc.toString(16)}`,
+      instruction: formatInstruction(this.cpu.stopInstruction, pc),
+      ...fields,
+    });
+  }
+
+  /** A synchronous signal the CPU raised: sent forced, then delivered. */
+  private async raiseFault(
+    thread: ThreadContext,
+    signal: number,
+    code: number,
+    address: bigint,
+    trap: number,
+  ): Promise<void> {
+    thread.entry.trap = trap;
+    thread.entry.restartable = false;
+    const sent = await this.ask(thread, "raise signal", (k) => k.raiseSignal(thread, signal, code, address));
+    if (sent === GONE || sent === FAILED) return;
+    await this.deliverSignals(thread);
+  }
+
+  // ---- the time slice ----
+
+  private async tick(thread: ThreadContext): Promise<void> {
+    this.traps++;
+    const outcome = await this.ask(thread, "tick", (k) => k.tick(this.index, this.host.clockNanos()));
+    if (outcome === GONE) return;
+    if (outcome === FAILED) {
+      this.sliceEndsAt = performance.now() + this.timeSliceNanos / 1e6;
+      return;
+    }
+    const next = outcome.next;
+    if (outcome.preempt && next?.tid !== thread.tid) {
+      if (outcome.signalPending) thread.signalCheck = true;
+      this.release(thread);
+      this.dispatch(next);
+      return;
+    }
+    if (next !== undefined && next.timeSliceNanos > 0) this.timeSliceNanos = next.timeSliceNanos;
+    this.sliceEndsAt = performance.now() + this.timeSliceNanos / 1e6;
+    if (outcome.signalPending) {
+      thread.entry.trap = TRAP_DECREMENTER;
+      thread.entry.restartable = false;
+      await this.deliverSignals(thread);
+    }
+  }
+
+  // ---- changing threads ----
+
+  /** Saves the thread's registers and takes it off the CPU. */
+  private release(thread: ThreadContext): void {
+    if (this.loaded) saveCpu(this.cpu, thread.registers);
+    thread.cpu = -1;
+    this.thread = undefined;
+    this.loaded = false;
+    this.changeThread();
+  }
+
+  /** A new epoch: answers for the previous thread are dropped, and a wait for one ends now. */
+  private changeThread(): void {
+    this.epoch++;
+    const interrupt = this.interruptWait;
+    this.interruptWait = undefined;
+    interrupt?.(GONE);
+  }
+
+  /** `promise`, or GONE as soon as the thread leaves the CPU. */
+  private whileHere<T>(promise: Promise<T>): Promise<T | typeof GONE> {
+    const wait = Promise.withResolvers<T | typeof GONE>();
+    this.interruptWait = wait.resolve;
+    promise.then(wait.resolve, wait.reject);
+    return wait.promise;
+  }
+
+  /** Runs what the scheduler chose, if it is a thread the machine can run. */
+  private dispatch(next: Dispatch | undefined): void {
+    if (next === undefined) return;
+    const thread = this.host.threads.get(next.tid);
+    if (thread === undefined || thread.pid !== next.pid || thread.cpu >= 0) {
+      this.host.log.warn("the scheduler chose a thread the CPU cannot run; the CPU idles", {
+        cpu: this.index,
+        tid: next.tid,
+        pid: next.pid,
+        reason: thread === undefined
+          ? "no such thread context"
+          : thread.pid !== next.pid
+          ? `the thread belongs to process ${thread.pid}`
+          : `the thread is on CPU ${thread.cpu}`,
+      });
+      return;
+    }
+    this.put(thread, next.timeSliceNanos);
+  }
+
+  private async scheduleNext(): Promise<void> {
+    this.needsSchedule = false;
+    let next: Dispatch | undefined;
+    try {
+      next = await this.host.kernel().schedule(this.index);
+      this.backoffMillis = 0;
+    } catch (error) {
+      this.backoffMillis = Math.min(MAX_BACKOFF_MS, Math.max(MIN_BACKOFF_MS, this.backoffMillis * 2));
+      this.host.log.error("the scheduler could not be asked for the next thread; trying again", {
+        cpu: this.index,
+        retryMillis: this.backoffMillis,
+        error: describe(error),
+      });
+      await this.whileHere(sleep(this.backoffMillis));
+      this.interruptWait = undefined;
+      if (this.thread === undefined) this.needsSchedule = true;
+      return;
+    }
+    if (this.thread !== undefined) {
+      // RunThread put a thread here while the scheduler was choosing.
+      if (next !== undefined && next.tid !== this.thread.tid) {
+        this.host.log.warn("the scheduler chose a thread for a CPU that RunThread had filled", {
+          cpu: this.index,
+          chosen: next.tid,
+          running: this.thread.tid,
+        });
+      }
+      return;
+    }
+    this.dispatch(next);
+  }
+
+  // ---- signals ----
+
+  /** Linux's signal delivery on the way back to user mode: until no signal is deliverable. */
+  private async deliverSignals(thread: ThreadContext): Promise<void> {
+    for (let delivered = 1;; delivered++) {
+      const outcome = await this.ask(thread, "signal delivery", (k) => k.handleSignal(thread));
+      if (outcome === GONE) return;
+      if (outcome === FAILED) {
+        thread.signalCheck = true;
+        return;
+      }
+      this.restartSystemCall(thread, outcome);
+      switch (outcome.kind) {
+        case "none":
+          return;
+        case "terminate":
+          return this.host.discardProcess(thread.pid);
+        case "stop":
+          return this.host.stopProcess(thread.pid);
+        case "handler": {
+          const entered = await this.enterHandler(thread, outcome.delivery);
+          if (entered === GONE) return;
+          if (entered === FAILED) {
+            thread.signalCheck = true;
+            return;
+          }
+          if (entered === "fault") {
+            const raised = await this.frameFailed(thread, outcome.delivery);
+            if (raised === GONE) return;
+            if (raised === FAILED) {
+              thread.signalCheck = true;
+              return;
+            }
+            continue;
+          }
+          if (!outcome.morePending) return;
+          if (delivered % DELIVERIES_PER_YIELD === 0) {
+            const epoch = this.epoch;
+            await yieldToEventLoop();
+            if (epoch !== this.epoch) return;
+          }
+        }
+      }
+    }
+  }
+
+  /**
+   * check_syscall_restart: a system call that failed with ERESTART* is restarted (pc back on the
+   * sc, r3 as it came) or fails with EINTR, depending on the handler about to run.
+   */
+  private restartSystemCall(thread: ThreadContext, outcome: SignalOutcome): void {
+    const entry = thread.entry;
+    if (!entry.restartable) return;
+    entry.restartable = false;
+    const cpu = this.cpu;
+    if ((cpu.cr & CR0_SO) === 0 || cpu.gpr[7] !== 0) return;
+    const errno = cpu.gpr[6];
+    const handler = outcome.kind === "handler" ? outcome.delivery : undefined;
+    let restart: boolean;
+    switch (errno) {
+      case ERESTART_RESTARTBLOCK:
+      case ERESTARTNOHAND:
+        restart = handler === undefined;
+        break;
+      case ERESTARTSYS:
+        restart = handler === undefined || (handler.flags & SA_RESTART) !== 0n;
+        break;
+      case ERESTARTNOINTR:
+        restart = true;
+        break;
+      default:
+        return;
+    }
+    if (!restart) {
+      this.setGpr(3, BigInt(EINTR));
+      return;
+    }
+    if (errno === ERESTART_RESTARTBLOCK) this.setGpr(0, BigInt(NR_RESTART_SYSCALL));
+    else this.setGpr(3, entry.origR3);
+    cpu.setPc64(cpu.pc64 - 4n);
+  }
+
+  /** Builds the signal frame on the thread's stack and enters the handler. */
+  private async enterHandler(
+    thread: ThreadContext,
+    delivery: SignalDelivery,
+  ): Promise<Answer<"entered" | "fault">> {
+    const registers = this.scratch;
+    saveCpu(this.cpu, registers);
+    const frame = buildSignalFrame(registers, delivery, thread.entry);
+    const written = await this.copyOut(thread, frame.address, frame.bytes);
+    if (written !== "ok") return written;
+    const chained = await this.copyOut(thread, frame.stackPointer, frame.backChain);
+    if (chained !== "ok") return chained;
+    saveCpu(this.cpu, registers);
+    enterSignalHandler(registers, frame, delivery, thread.entry);
+    loadCpu(registers, this.cpu);
+    return "entered";
+  }
+
+  /**
+   * A frame that could not be written: force_sigsegv. A SIGSEGV handler that cannot be entered
+   * must not be tried again: SIGSEGV blocked and forced reverts to its default action.
+   */
+  private async frameFailed(thread: ThreadContext, delivery: SignalDelivery): Promise<Answer<void>> {
+    if (delivery.signal === SIGSEGV) {
+      const masked = await this.ask(
+        thread,
+        "signal mask",
+        (k) => k.setSignalMask(thread, delivery.savedMask | (1n << BigInt(SIGSEGV - 1))),
+      );
+      if (masked === GONE || masked === FAILED) return masked;
+    }
+    return this.ask(thread, "raise signal", (k) => k.raiseSignal(thread, SIGSEGV, SI_KERNEL, 0n));
+  }
+
+  /** Whether the instructions at `address` are a signal frame trampoline's return path. */
+  private atSignalTrampoline(binding: SpaceBinding, address: bigint): boolean {
+    const words = binding.memory.read(address, TRAMPOLINE_RETURN_BYTES);
+    return words instanceof Uint8Array && isTrampolineReturn(words);
+  }
+
+  /**
+   * The handler returned into its frame's trampoline on a stack that is not executable: do what
+   * the trampoline (or the vDSO's, on Linux) does — pop the dummy frame and rt_sigreturn.
+   */
+  private returnThroughTrampoline(thread: ThreadContext, address: bigint): Promise<void> {
+    const sp = this.gpr(1);
+    this.setGpr(1, sp + SIGNAL_FRAMESIZE);
+    this.setGpr(0, BigInt(NR_RT_SIGRETURN));
+    this.cpu.setPc64(address + BigInt(TRAMPOLINE_RETURN_BYTES));
+    thread.entry.trap = TRAP_SYSTEM_CALL;
+    return this.rtSigreturn(thread, () => {
+      this.setGpr(1, sp);
+      this.cpu.setPc64(address);
+    });
+  }
+
+  /**
+   * rt_sigreturn: the registers and blocked mask of the ucontext at r1. A bad frame: SIGSEGV.
+   * `retry` puts the thread back where it returns from again when the kernel side failed.
+   */
+  private async rtSigreturn(thread: ThreadContext, retry: () => void): Promise<void> {
+    const cpu = this.cpu;
+    thread.entry.restartable = false;
+    const uc = await this.copyIn(thread, this.gpr(1), UCONTEXT_BYTES);
+    if (uc === GONE) return;
+    if (uc === FAILED) return retry();
+    if (uc === "fault") return this.badFrame(thread);
+    const saved = readSavedContext(uc);
+    const masked = await this.ask(thread, "signal mask", (k) => k.setSignalMask(thread, saved.mask));
+    if (masked === GONE) return;
+    if (masked === FAILED) return retry();
+    // A transaction in the frame: there is no TM to return into.
+    if ((saved.msr & MSR_TS_MASK) !== 0n) return this.badFrame(thread);
+    let vmx: Uint8Array | null = null;
+    if (saved.vectorArea !== 0n) {
+      const area = await this.copyIn(thread, saved.vectorArea, VMX_AREA_BYTES);
+      if (area === GONE) return;
+      if (area === FAILED) return retry();
+      if (area === "fault") return this.badFrame(thread);
+      vmx = area;
+    }
+    let vsx: Uint8Array | null = null;
+    if ((saved.msr & MSR_VSX) !== 0n) {
+      const area = await this.copyIn(thread, vsxAreaAddress(saved), VSX_AREA_BYTES);
+      if (area === GONE) return;
+      if (area === FAILED) return retry();
+      if (area === "fault") return this.badFrame(thread);
+      vsx = area;
+    }
+    const registers = this.scratch;
+    saveCpu(cpu, registers);
+    restoreSavedContext(uc, saved, vmx, vsx, registers, thread.entry);
+    loadCpu(registers, cpu);
+    // The restored mask may unblock a pending signal.
+    await this.deliverSignals(thread);
+  }
+
+  private badFrame(thread: ThreadContext): Promise<void> {
+    return this.raiseFault(thread, SIGSEGV, SI_KERNEL, 0n, TRAP_SYSTEM_CALL);
+  }
+
+  // ---- copies to and from the thread's memory, faulting pages in ----
+
+  private async copyIn(
+    thread: ThreadContext,
+    address: bigint,
+    length: number,
+  ): Promise<Answer<Uint8Array | "fault">> {
+    const memory = this.host.threads.spaces.bind(thread.spaceId).memory;
+    for (let attempt = 0;; attempt++) {
+      const bytes = memory.read(address, length);
+      if (bytes instanceof Uint8Array) return bytes.slice();
+      if (attempt === MAX_REPEATED_FAULTS) return "fault";
+      const resolved = await this.faultIn(thread, bytes);
+      if (resolved !== "ok") return resolved;
+    }
+  }
+
+  private async copyOut(
+    thread: ThreadContext,
+    address: bigint,
+    data: Uint8Array,
+  ): Promise<Answer<"ok" | "fault">> {
+    const memory = this.host.threads.spaces.bind(thread.spaceId).memory;
+    for (let attempt = 0;; attempt++) {
+      const written = memory.write(address, data);
+      if (written === true) return "ok";
+      if (attempt === MAX_REPEATED_FAULTS) return "fault";
+      const resolved = await this.faultIn(thread, written);
+      if (resolved !== "ok") return resolved;
+    }
+  }
+
+  /** Resolves a copy's fault through vmm: "fault" when vmm answers with a signal. */
+  private async faultIn(thread: ThreadContext, fault: UserFault): Promise<Answer<"ok" | "fault">> {
+    const binding = this.host.threads.spaces.bind(thread.spaceId);
+    if (fault.cause === "no-segment") {
+      const outcome = await this.ask(
+        thread,
+        "segment miss",
+        (k) => k.segmentMiss(thread, fault.address, fault.access),
+      );
+      if (outcome === GONE || outcome === FAILED) return outcome;
+      if (outcome.kind === "signal") return "fault";
+      return this.loadSegment(thread, binding, outcome.entry, fault.address) ? "ok" : "fault";
+    }
+    const cause = fault.cause;
+    this.pageFaults++;
+    const outcome = await this.ask(
+      thread,
+      "page fault",
+      (k) => k.pageFault(thread, fault.address, fault.access, cause),
+    );
+    if (outcome === GONE || outcome === FAILED) return outcome;
+    if (outcome.kind === "signal") return "fault";
+    if (fault.address < 1n << 53n) this.host.mmu.invalidatePage(binding.context, Number(fault.address));
+    return "ok";
+  }
+
+  // ---- registers ----
+
+  private gpr(n: number): bigint {
+    const g = this.cpu.gpr;
+    return (BigInt(g[2 * n + 1] >>> 0) << 32n) | BigInt(g[2 * n] >>> 0);
+  }
+
+  private setGpr(n: number, value: bigint): void {
+    const g = this.cpu.gpr;
+    g[2 * n] = Number(BigInt.asUintN(32, value)) | 0;
+    g[2 * n + 1] = Number(BigInt.asUintN(32, value >> 32n)) | 0;
+  }
+}
+
+/** A register file set to the state execve starts a program in. */
+export function applyExecEntry(registers: RegisterFile, entry: ThreadEntry): void {
+  registers.reset();
+  registers.pc = entry.pc;
+  registers.setGpr(1, entry.r1);
+  registers.setGpr(3, entry.r3);
+  registers.setGpr(4, entry.r4);
+  registers.setGpr(5, entry.r5);
+  registers.setGpr(6, entry.r6);
+  registers.setGpr(7, entry.r7);
+  registers.setGpr(12, entry.r12);
+}

@@ -1,0 +1,221 @@
+// Faults of user memory, resolved by vmm: page faults and segment misses of the thread's own
+// accesses (a fault vmm answers with a signal sends it, forced, to the thread through sched), and
+// the faults system-call copies run into (resolved the same way, but a signal answer only fails
+// the copy with EFAULT).
+//
+// When vmm cannot answer (a transport failure, an unknown address space after a vmm restart), the
+// page cannot be supplied: the thread gets SIGBUS (BUS_ADRERR), as Linux gives for a page it
+// cannot read in, and a copy fails with EIO. vmm's EFAULT means the address is not user memory at
+// all: SIGSEGV (SEGV_MAPERR), and EFAULT for a copy.
+import {
+  AccessType,
+  FaultCause,
+  FaultResult,
+  type Segment,
+  type VmmService,
+} from "../../gen/astra/vmm/v1/vmm_pb.ts";
+import type { SchedService } from "../../gen/astra/sched/v1/sched_pb.ts";
+import { Errno, toAstraError } from "../../lib/errors.ts";
+import { BUS_ADRERR, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV } from "../../lib/linux/fault_signals.ts";
+import {
+  PAGE_SHIFT_16M,
+  PAGE_SHIFT_4K,
+  PAGE_SHIFT_64K,
+  type PageShift,
+  SEGMENT_1T,
+  SEGMENT_256M,
+  SEGMENT_SHIFT_1T,
+  SEGMENT_SHIFT_256M,
+  type SlbEntry,
+} from "../../lib/ppc/hpt.ts";
+import type { Client } from "../../lib/rpc.ts";
+import type {
+  FaultAccess,
+  PageFaultOutcome,
+  SegmentOutcome,
+  TrappedThread,
+  UserFault,
+  UserMemory,
+} from "./kernel_side.ts";
+import type { RateLimitedLog } from "./rate_limited_log.ts";
+import type { UserFaultHandler } from "./user_copy.ts";
+
+const ACCESS: Readonly<Record<FaultAccess, AccessType>> = {
+  read: AccessType.READ,
+  write: AccessType.WRITE,
+  execute: AccessType.EXECUTE,
+};
+
+const PAGE_SHIFTS: readonly number[] = [PAGE_SHIFT_4K, PAGE_SHIFT_64K, PAGE_SHIFT_16M];
+
+/** The signal and si_code of each way vmm refuses a fault. */
+const FAULT_SIGNALS: ReadonlyMap<FaultResult, { signal: number; code: number }> = new Map([
+  [FaultResult.SIGSEGV_MAPERR, { signal: SIGSEGV, code: SEGV_MAPERR }],
+  [FaultResult.SIGSEGV_ACCERR, { signal: SIGSEGV, code: SEGV_ACCERR }],
+  [FaultResult.SIGBUS, { signal: SIGBUS, code: BUS_ADRERR }],
+]);
+
+/**
+ * A fault that was not resolved: the signal it raises (with si_code and si_addr) and the errno a
+ * copy that ran into it fails with (EFAULT when vmm refused the access, EIO when vmm could not be
+ * asked).
+ */
+interface Refusal {
+  signal: number;
+  code: number;
+  address: bigint;
+  errno: Errno;
+}
+
+export class MemoryFaults implements UserFaultHandler {
+  constructor(
+    private readonly vmm: Client<typeof VmmService>,
+    private readonly sched: Client<typeof SchedService>,
+    private readonly log: RateLimitedLog,
+  ) {}
+
+  async pageFault(
+    thread: TrappedThread,
+    address: bigint,
+    access: FaultAccess,
+    cause: "not-mapped" | "protection" | "bad-real-address",
+  ): Promise<PageFaultOutcome> {
+    const refusal = await this.#resolvePage(thread, address, access, cause);
+    if (!refusal) return { kind: "mapped" };
+    await this.sendSignal(thread, refusal.signal, refusal.code, refusal.address);
+    return { kind: "signal", signal: refusal.signal };
+  }
+
+  async segmentMiss(thread: TrappedThread, address: bigint): Promise<SegmentOutcome> {
+    const found = await this.#segment(thread, address);
+    if ("esid" in found) return { kind: "segment", entry: found };
+    await this.sendSignal(thread, found.signal, found.code, found.address);
+    return { kind: "signal", signal: found.signal };
+  }
+
+  async faultIn(thread: TrappedThread, memory: UserMemory, fault: UserFault): Promise<Errno | 0> {
+    if (fault.cause === "no-segment") {
+      const found = await this.#segment(thread, fault.address);
+      if (!("esid" in found)) return found.errno;
+      memory.loadSegment(found);
+      return 0;
+    }
+    const refusal = await this.#resolvePage(thread, fault.address, fault.access, fault.cause);
+    return refusal ? refusal.errno : 0;
+  }
+
+  /** A signal the kernel raises for the thread: delivered even if blocked or ignored. */
+  async sendSignal(thread: TrappedThread, signal: number, code: number, address: bigint): Promise<void> {
+    try {
+      await this.sched.kill({
+        senderPid: 0,
+        pid: thread.pid,
+        tid: thread.tid,
+        signal,
+        forced: true,
+        code,
+        address,
+      });
+    } catch (err) {
+      this.log.error("sched.Kill", "a fault's signal could not be sent", {
+        pid: thread.pid,
+        tid: thread.tid,
+        signal,
+        status: toAstraError(err).describe(),
+      });
+    }
+  }
+
+  async #resolvePage(
+    thread: TrappedThread,
+    address: bigint,
+    access: FaultAccess,
+    cause: "not-mapped" | "protection" | "bad-real-address",
+  ): Promise<Refusal | undefined> {
+    // A translation to something that is not RAM is not vmm's to fix: the bus refuses it.
+    if (cause === "bad-real-address") {
+      return { signal: SIGBUS, code: BUS_ADRERR, address, errno: Errno.EFAULT };
+    }
+    try {
+      const response = await this.vmm.handlePageFault({
+        spaceId: thread.spaceId,
+        address,
+        access: ACCESS[access],
+        cause: cause === "not-mapped"
+          ? FaultCause.NOT_MAPPED
+          : access === "execute"
+          ? FaultCause.NO_EXECUTE
+          : FaultCause.PROTECTION,
+        tid: thread.tid,
+        cpu: thread.cpu,
+      });
+      if (response.result === FaultResult.MAPPED) return undefined;
+      const raised = FAULT_SIGNALS.get(response.result);
+      if (raised) return { ...raised, address: response.signalAddress || address, errno: Errno.EFAULT };
+      this.log.error("vmm.HandlePageFault:result", "vmm answered a page fault with no result", {
+        result: response.result,
+      });
+    } catch (err) {
+      const failure = toAstraError(err);
+      if (failure.errno === Errno.EFAULT) {
+        return { signal: SIGSEGV, code: SEGV_MAPERR, address, errno: Errno.EFAULT };
+      }
+      this.log.error("vmm.HandlePageFault", "vmm could not resolve a page fault", {
+        spaceId: thread.spaceId,
+        address,
+        status: failure.describe(),
+      });
+    }
+    return { signal: SIGBUS, code: BUS_ADRERR, address, errno: Errno.EIO };
+  }
+
+  async #segment(
+    thread: TrappedThread,
+    address: bigint,
+  ): Promise<SlbEntry | Refusal> {
+    try {
+      const { segment } = await this.vmm.getSegment({ spaceId: thread.spaceId, address });
+      const entry = segment && slbEntry(segment);
+      if (entry) return entry;
+      this.log.error(
+        "vmm.GetSegment:segment",
+        "vmm answered a segment miss with no segment the MMU can load",
+        {
+          segmentShift: segment?.segmentShift,
+          basePageShift: segment?.basePageShift,
+        },
+      );
+    } catch (err) {
+      const failure = toAstraError(err);
+      if (failure.errno === Errno.EFAULT) {
+        return { signal: SIGSEGV, code: SEGV_MAPERR, address, errno: Errno.EFAULT };
+      }
+      this.log.error("vmm.GetSegment", "vmm could not give a segment", {
+        spaceId: thread.spaceId,
+        address,
+        status: failure.describe(),
+      });
+    }
+    return { signal: SIGBUS, code: BUS_ADRERR, address, errno: Errno.EIO };
+  }
+}
+
+/** vmm's Segment as the MMU's SLB entry; undefined if it is not one the MMU can load. */
+export function slbEntry(segment: Segment): SlbEntry | undefined {
+  const segmentSize = segment.segmentShift === SEGMENT_SHIFT_256M
+    ? SEGMENT_256M
+    : segment.segmentShift === SEGMENT_SHIFT_1T
+    ? SEGMENT_1T
+    : undefined;
+  if (segmentSize === undefined || !PAGE_SHIFTS.includes(segment.basePageShift)) return undefined;
+  return {
+    esid: Number(segment.esid),
+    vsid: Number(segment.vsid),
+    segmentSize,
+    basePageShift: segment.basePageShift as PageShift,
+    // User segments have both storage keys set, as Linux sets them; only Kp applies in problem state.
+    ks: true,
+    kp: segment.problemKey,
+    noExecute: segment.noExecute,
+  };
+}

@@ -1,0 +1,66 @@
+// The system calls storage's VFS owns, on VfsService.KernelCall. The VFS never reads guest memory
+// itself: the machine copies what each call reads before sending it (lib/linux's per-call table)
+// and writes what it answers (data read, a struct stat, getcwd's path) before the thread resumes.
+import { create } from "@bufbuild/protobuf";
+import {
+  type KernelCallRequest,
+  KernelCallRequestSchema,
+  type KernelCallResponse,
+  type VfsService,
+} from "../../gen/astra/storage/v1/vfs_pb.ts";
+import { Errno } from "../../lib/errors.ts";
+import { VFS_KERNEL_CALLS } from "../../lib/linux/vfs_calls.ts";
+import type { Client } from "../../lib/rpc.ts";
+import { failed, KernelCallOwner, type PendingCall, sixArguments } from "./kernel_call_owner.ts";
+import type { KernelCallOutcome, TrappedThread, UserMemory } from "./kernel_side.ts";
+import type { RateLimitedLog } from "./rate_limited_log.ts";
+import type { UserFaultHandler } from "./user_copy.ts";
+import { copyVfsInputs, type GuestBytes } from "./vfs_inputs.ts";
+
+const NO_INPUTS: GuestBytes[] = [];
+
+export class StorageCalls extends KernelCallOwner<KernelCallRequest, KernelCallResponse> {
+  constructor(vfs: Client<typeof VfsService>, faults: UserFaultHandler, log: RateLimitedLog) {
+    super("storage", (requests, signal) => vfs.kernelCall(requests, { signal }), faults, log);
+  }
+
+  /** A call of VFS_KERNEL_CALLS. */
+  call(
+    thread: TrappedThread,
+    memory: UserMemory,
+    number: number,
+    args: readonly bigint[],
+  ): Promise<KernelCallOutcome> {
+    const specs = VFS_KERNEL_CALLS.get(number)?.inputs ?? [];
+    const inputs = specs.length === 0 ? NO_INPUTS : copyVfsInputs(this.faults, thread, memory, specs, args);
+    return inputs instanceof Promise
+      ? inputs.then((copied) => this.#send(thread, memory, number, args, copied))
+      : this.#send(thread, memory, number, args, inputs);
+  }
+
+  answer(call: PendingCall<KernelCallRequest, KernelCallResponse>, response: KernelCallResponse): void {
+    if (response.errno !== Errno.UNSPECIFIED) return this.settle(call, failed(response.errno));
+    const value = BigInt.asUintN(64, response.result);
+    this.settleAfterOutputs(call, response.outputs, { kind: "return", value, signalPending: false });
+  }
+
+  #send(
+    thread: TrappedThread,
+    memory: UserMemory,
+    number: number,
+    args: readonly bigint[],
+    inputs: GuestBytes[] | Errno,
+  ): Promise<KernelCallOutcome> {
+    if (typeof inputs === "number") return Promise.resolve(failed(inputs));
+    const id = this.nextCallId();
+    const request = create(KernelCallRequestSchema, {
+      callId: BigInt(id),
+      pid: thread.pid,
+      tid: thread.tid,
+      number,
+      args: sixArguments(args),
+      inputs,
+    });
+    return this.send(thread, memory, id, request);
+  }
+}

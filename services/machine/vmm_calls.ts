@@ -1,0 +1,49 @@
+// The memory system calls vmm owns (brk, mmap, munmap, mprotect, mremap, madvise), on
+// VmmService.KernelCall: the raw registers go in, r3 or an errno comes back; vmm decodes Linux's
+// flags itself and these calls read or write no guest memory.
+import { create } from "@bufbuild/protobuf";
+import {
+  type KernelCallRequest,
+  KernelCallRequestSchema,
+  type KernelCallResponse,
+  type VmmService,
+} from "../../gen/astra/vmm/v1/vmm_pb.ts";
+import type { Client } from "../../lib/rpc.ts";
+import { failed, KernelCallOwner, type PendingCall, sixArguments } from "./kernel_call_owner.ts";
+import type { KernelCallOutcome, TrappedThread, UserMemory } from "./kernel_side.ts";
+import type { RateLimitedLog } from "./rate_limited_log.ts";
+import type { UserFaultHandler } from "./user_copy.ts";
+
+export class VmmCalls extends KernelCallOwner<KernelCallRequest, KernelCallResponse> {
+  constructor(vmm: Client<typeof VmmService>, faults: UserFaultHandler, log: RateLimitedLog) {
+    super("vmm", (requests, signal) => vmm.kernelCall(requests, { signal }), faults, log);
+  }
+
+  call(
+    thread: TrappedThread,
+    memory: UserMemory,
+    number: number,
+    args: readonly bigint[],
+  ): Promise<KernelCallOutcome> {
+    const id = this.nextCallId();
+    const request = create(KernelCallRequestSchema, {
+      callId: BigInt(id),
+      spaceId: thread.spaceId,
+      pid: thread.pid,
+      tid: thread.tid,
+      cpu: thread.cpu,
+      number,
+      args: sixArguments(args),
+    });
+    return this.send(thread, memory, id, request);
+  }
+
+  answer(call: PendingCall<KernelCallRequest, KernelCallResponse>, response: KernelCallResponse): void {
+    this.settle(
+      call,
+      response.outcome.case === "error"
+        ? failed(response.outcome.value)
+        : { kind: "return", value: response.outcome.value ?? 0n, signalPending: false },
+    );
+  }
+}
