@@ -343,8 +343,8 @@ export class Core {
         await this.raiseFault(thread, SIGBUS, BUS_ADRALN, this.cpu.faultAddress, TRAP_ALIGNMENT);
         break;
       case StopReason.FacilityUnavailable:
-        // The guest runs with FP, VMX and VSX enabled: what is left (TM, IEEE128) stays off, as on
-        // a kernel that does not enable it.
+        // The guest runs with FP, VMX, VSX and quad precision enabled: transactional memory stays
+        // off, as on a kernel that does not enable it.
         this.logInterrupt(thread, "facility unavailable", { facility: this.cpu.unavailableFacility });
         await this.raiseFault(thread, SIGILL, ILL_ILLOPC, this.cpu.pc64, TRAP_FACILITY_UNAVAILABLE);
         break;

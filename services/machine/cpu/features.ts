@@ -21,6 +21,7 @@ export const PPC_FEATURE2_ISEL = 0x08000000;
 export const PPC_FEATURE2_TAR = 0x04000000;
 export const PPC_FEATURE2_VEC_CRYPTO = 0x02000000;
 export const PPC_FEATURE2_ARCH_3_00 = 0x00800000;
+export const PPC_FEATURE2_HAS_IEEE128 = 0x00400000;
 export const PPC_FEATURE2_DARN = 0x00200000;
 
 /** AT_HWCAP: 32- and 64-bit, AltiVec, FPU, MMU, ISA 2.05 and 2.06, VSX, true little-endian. */
@@ -28,9 +29,9 @@ export const HWCAP = (PPC_FEATURE_32 | PPC_FEATURE_64 | PPC_FEATURE_HAS_ALTIVEC 
   PPC_FEATURE_HAS_MMU | PPC_FEATURE_ARCH_2_05 | PPC_FEATURE_ARCH_2_06 | PPC_FEATURE_HAS_VSX |
   PPC_FEATURE_TRUE_LE) >>> 0;
 
-/** AT_HWCAP2: ISA 2.07 and 3.00, user DSCR, isel, TAR, vector crypto, darn. */
+/** AT_HWCAP2: ISA 2.07 and 3.00, user DSCR, isel, TAR, vector crypto, quad precision, darn. */
 export const HWCAP2 = (PPC_FEATURE2_ARCH_2_07 | PPC_FEATURE2_DSCR | PPC_FEATURE2_ISEL | PPC_FEATURE2_TAR |
-  PPC_FEATURE2_VEC_CRYPTO | PPC_FEATURE2_ARCH_3_00 | PPC_FEATURE2_DARN) >>> 0;
+  PPC_FEATURE2_VEC_CRYPTO | PPC_FEATURE2_ARCH_3_00 | PPC_FEATURE2_HAS_IEEE128 | PPC_FEATURE2_DARN) >>> 0;
 
 /** The processor version register: POWER9 DD2.2, what AT_PLATFORM "power9" names. */
 export const PVR_POWER9 = 0x004e1202;

@@ -4,9 +4,9 @@
 //
 // Every instruction of the table has its semantics in one place, chosen by the table entry's
 // semantics name: the fixed-point, branch, condition-register, storage and SPR instructions here;
-// binary floating point in fpu.ts; VMX and VSX in vector.ts; vector decimal in decimal.ts; the
-// vector crypto instructions in crypto.ts. Instructions of the facilities no file implements
-// (quad-precision floating point, transactional memory) stop the CPU with FacilityUnavailable, as
+// binary floating point in fpu.ts; VMX and VSX in vector.ts; VSX quad precision in quad.ts; vector
+// decimal in decimal.ts; the vector crypto instructions in crypto.ts. Instructions of the
+// facilities no file implements (transactional memory) stop the CPU with FacilityUnavailable, as
 // a POWER CPU raises a facility-unavailable interrupt for a facility that is off. The block
 // translator (translator.ts, enabled with enableTranslation) runs hot code as JavaScript built
 // from the same decoded instructions and calls these semantics for what it has no template for.
@@ -45,6 +45,7 @@ import { Translator, type TranslatorOptions, type TranslatorStatistics } from ".
 import { StopReason } from "./stop.ts";
 import { DECIMAL_SEMANTICS } from "./decimal.ts";
 import { CRYPTO_SEMANTICS } from "./crypto.ts";
+import { QUAD_SEMANTICS } from "./quad.ts";
 import {
   type AccessKind,
   type CpuMemory,
@@ -1729,6 +1730,7 @@ const ALL_SEMANTICS: Record<string, Semantics> = {
   ...SEMANTICS,
   ...FLOATING_POINT_SEMANTICS,
   ...VECTOR_SEMANTICS,
+  ...QUAD_SEMANTICS,
   ...DECIMAL_SEMANTICS,
   ...CRYPTO_SEMANTICS,
 };
