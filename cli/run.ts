@@ -87,6 +87,18 @@ function guestEnvironment(options: RunOptions): Uint8Array[] {
   return [...env].map(([k, v]) => encoder.encode(`${k}=${v}`));
 }
 
+/**
+ * The caller's identity, which the guest gets as qemu-user passes the host's through: user, group
+ * and supplementary groups (from /proc/self/status, where Linux lists them).
+ */
+async function callerCredentials() {
+  const uid = Deno.uid() ?? 0, gid = Deno.gid() ?? 0;
+  const status = await Deno.readTextFile("/proc/self/status").catch(() => "");
+  const listed = /^Groups:[ \t]*(.*)$/m.exec(status)?.[1].trim();
+  const groups = listed === undefined ? [gid] : listed === "" ? [] : listed.split(/\s+/).map(Number);
+  return { uid, gid, euid: uid, egid: gid, suid: uid, sgid: gid, groups };
+}
+
 interface BootedSystem {
   transport(name: ServiceName): Transport;
   shutdown(): Promise<void>;
@@ -124,10 +136,11 @@ async function bootProcessesForRun(
   return {
     transport: (name) => transports.get(name)!,
     async shutdown() {
-      for (const t of transports.values()) t.close();
       // The run's state is thrown away with its folder; guest writes to the root are already in
-      // the host's files. The services go at once, without graceful HTTP/2 goodbyes.
+      // the host's files. The services go at once, before this process closes its connections to
+      // them: no HTTP/2 goodbye (GOAWAY) is ever exchanged, which Deno's node:http2 can abort on.
       await supervisor.kill();
+      for (const t of transports.values()) t.close();
     },
   };
 }
@@ -164,6 +177,7 @@ export async function run(args: string[]): Promise<number> {
       programPath: parsed.program,
       argv: [parsed.program, ...parsed.args].map((a) => encoder.encode(a)),
       envp: guestEnvironment(parsed),
+      credentials: await callerCredentials(),
     });
     const outcome = await sched.wait({ callerPid: 0, pid });
     // Nothing runs any more: the CPUs stop before the services do, so no kernel call reaches a

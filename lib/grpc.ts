@@ -572,24 +572,58 @@ let healthClientCtor:
   | (new (address: string, creds: grpc.ChannelCredentials, options: grpc.ChannelOptions) => HealthClient)
   | undefined;
 
-/** grpc.health.v1 Check against `address`: "SERVING", "NOT_SERVING", "UNKNOWN", or throws. */
-export function checkHealth(address: string, service = "", timeoutMs = 1000): Promise<string> {
+function healthClient(address: string): HealthClient {
   healthClientCtor ??=
     (grpc.loadPackageDefinition(loadSync(healthProtoPath, { keepCase: true })) as never as {
       grpc: { health: { v1: { Health: typeof healthClientCtor } } };
     }).grpc.health.v1.Health;
   // A local subchannel pool: closing this client closes its connection, instead of leaving it in
   // grpc-js's global pool, where a peer's later death would still reach this process.
-  const health = new healthClientCtor!(address, grpc.credentials.createInsecure(), {
+  return new healthClientCtor!(address, grpc.credentials.createInsecure(), {
     "grpc.use_local_subchannel_pool": 1,
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1000,
   });
+}
+
+function check(health: HealthClient, service: string, timeoutMs: number): Promise<string> {
   return new Promise<string>((resolve, reject) =>
     health.check({ service }, { deadline: Date.now() + timeoutMs }, (err, res) => {
-      health.close();
       if (err) reject(fromServiceError(err));
       else {resolve(
           typeof res!.status === "number" ? SERVING_STATUS_NAMES[res!.status] ?? "UNKNOWN" : res!.status,
         );}
     })
   );
+}
+
+/** grpc.health.v1 Check against `address`: "SERVING", "NOT_SERVING", "UNKNOWN", or throws. */
+export async function checkHealth(address: string, service = "", timeoutMs = 1000): Promise<string> {
+  const health = healthClient(address);
+  try {
+    return await check(health, service, timeoutMs);
+  } finally {
+    health.close();
+  }
+}
+
+/**
+ * Repeated health checks of one server over one connection, kept open until close(). A supervisor
+ * probing its children this way opens no connection per check: every connection a client closes
+ * sends its server a GOAWAY, on which Deno's node:http2 can abort the server (denoland/deno#36788).
+ */
+export class HealthProbe {
+  private readonly health: HealthClient;
+
+  constructor(readonly address: string) {
+    this.health = healthClient(address);
+  }
+
+  check(service = "", timeoutMs = 1000): Promise<string> {
+    return check(this.health, service, timeoutMs);
+  }
+
+  close(): void {
+    this.health.close();
+  }
 }

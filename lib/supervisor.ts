@@ -2,7 +2,7 @@
 // exponential backoff when it dies; every exit is logged with its cause.
 import { fileURLToPath } from "node:url";
 import { BOOT_ORDER, DEFAULT_PORTS, peerEnvVar, type ServiceName, servicePermissions } from "./config.ts";
-import { checkHealth } from "./grpc.ts";
+import { HealthProbe } from "./grpc.ts";
 import { logger } from "./log.ts";
 
 const log = logger("supervisor");
@@ -19,6 +19,8 @@ interface Child {
   backoffMs: number;
   restarts: number;
   restartTimer?: ReturnType<typeof setTimeout>;
+  /** Health checks over one connection for the child's whole life (and its restarts). */
+  probe?: HealthProbe;
 }
 
 export interface SupervisorOptions {
@@ -80,8 +82,10 @@ export class Supervisor {
     const until = Date.now() + timeoutMs;
     let last = "";
     while (Date.now() < until) {
+      const child = this.children.get(name)!;
+      child.probe ??= new HealthProbe(child.address);
       try {
-        last = await checkHealth(this.address(name), "", 500);
+        last = await child.probe.check("", 500);
         if (last === "SERVING") return;
       } catch (e) {
         last = String(e instanceof Error ? e.message : e);
@@ -155,6 +159,15 @@ export class Supervisor {
       }
       await p.status;
     }));
+    this.closeProbes();
+  }
+
+  /** Health connections close only once their servers are gone: no GOAWAY reaches a live service. */
+  private closeProbes(): void {
+    for (const child of this.children.values()) {
+      child.probe?.close();
+      child.probe = undefined;
+    }
   }
 
   /** SIGTERM to every service in reverse boot order; SIGKILL to any still running after `graceMs`. */
@@ -163,6 +176,9 @@ export class Supervisor {
     for (const name of [...BOOT_ORDER].reverse()) {
       const child = this.children.get(name)!;
       clearTimeout(child.restartTimer);
+      // The probe goes first: a server shutting down says GOAWAY to its clients, this process too.
+      child.probe?.close();
+      child.probe = undefined;
       const p = child.process;
       if (!p) continue;
       try {
