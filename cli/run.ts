@@ -3,6 +3,7 @@
 // what qemu-user does for one program, with every system call travelling to the service that owns
 // it. Each run has its own data folder and, over gRPC, its own Unix sockets: runs never share
 // ports or state, so any number may run side by side.
+import process from "node:process";
 import { MachineService } from "../gen/astra/machine/v1/machine_pb.ts";
 import { ChildOutcome, SchedService } from "../gen/astra/sched/v1/sched_pb.ts";
 import { VfsService } from "../gen/astra/storage/v1/vfs_pb.ts";
@@ -99,6 +100,13 @@ async function callerCredentials() {
   return { uid, gid, euid: uid, egid: gid, suid: uid, sgid: gid, groups };
 }
 
+/** The caller's file mode creation mask (reading it means setting it: put straight back). */
+function callerUmask(): number {
+  const mask = process.umask(0);
+  process.umask(mask);
+  return mask;
+}
+
 interface BootedSystem {
   transport(name: ServiceName): Transport;
   shutdown(): Promise<void>;
@@ -178,6 +186,7 @@ export async function run(args: string[]): Promise<number> {
       argv: [parsed.program, ...parsed.args].map((a) => encoder.encode(a)),
       envp: guestEnvironment(parsed),
       credentials: await callerCredentials(),
+      umask: callerUmask(),
     });
     const outcome = await sched.wait({ callerPid: 0, pid });
     // Nothing runs any more: the CPUs stop before the services do, so no kernel call reaches a

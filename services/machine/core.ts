@@ -2,8 +2,9 @@
 // memory and software TLB, and the run loop that executes the thread on it in slices and turns
 // each stop into a question for the kernel side — a system call, a page fault or segment miss, a
 // program, alignment or facility interrupt (a signal), the end of the time slice (a tick) — then
-// applies the answer. Everything runs in one JavaScript thread with the services in embedded
-// mode, so the loop yields to the event loop every few milliseconds of guest time.
+// applies the answer; signals are delivered by signal_delivery.ts. Everything runs in one
+// JavaScript thread with the services in embedded mode, so the loop yields to the event loop every
+// few milliseconds of guest time.
 //
 // A thread leaves the CPU when it blocks in the kernel, is preempted, stops, exits or is parked
 // by StopCpu; its registers are then saved in its context. Answers that arrive for a thread that
@@ -11,60 +12,37 @@
 // changes of thread on the core. A kernel side that fails (a peer down) is logged and the trap is
 // tried again after a pause, the thread's state untouched.
 import { setImmediate } from "node:timers";
-import type { Logger } from "../../lib/log.ts";
-import { formatInstruction } from "./cpu/disassemble.ts";
-import { segmentShift, type SlbEntry } from "../../lib/ppc/hpt.ts";
-import { PVR_POWER9 } from "./cpu/features.ts";
-import { Cpu, StopReason } from "./cpu/interpreter.ts";
+import { Errno } from "../../lib/errors.ts";
 import {
   BUS_ADRALN,
-  EINTR,
-  ENOSYS,
-  ERESTART_RESTARTBLOCK,
-  ERESTARTNOHAND,
-  ERESTARTNOINTR,
-  ERESTARTSYS,
   ILL_ILLOPC,
-  mfpvrTarget,
-  NR_RESTART_SYSCALL,
-  programSignal,
   SEGV_ACCERR,
   SEGV_MAPERR,
-  SI_KERNEL,
   SIGBUS,
   SIGILL,
   SIGSEGV,
-  storageDsisr,
-} from "./cpu_signals.ts";
-import type {
-  Dispatch,
-  KernelCallOutcome,
-  KernelSide,
-  SignalDelivery,
-  SignalOutcome,
-  ThreadEntry,
-  UserFault,
-} from "./kernel_side.ts";
+} from "../../lib/linux/signals.ts";
+import { SYSCALLS } from "../../lib/linux/syscall_numbers.ts";
+import type { Logger } from "../../lib/log.ts";
+import { segmentShift, type SlbEntry } from "../../lib/ppc/hpt.ts";
+import { formatInstruction } from "./cpu/disassemble.ts";
+import { PVR_POWER9 } from "./cpu/features.ts";
+import { Cpu, StopReason } from "./cpu/interpreter.ts";
+import { mfpvrTarget, programSignal, storageDsisr } from "./cpu_signals.ts";
+import { type Answer, FAILED, GONE } from "./kernel_answer.ts";
+import type { Dispatch, KernelCallOutcome, KernelSide, ThreadEntry, UserFault } from "./kernel_side.ts";
 import type { PhysicalMemory } from "./memory.ts";
 import type { Mmu } from "./mmu.ts";
-import { CR0_SO, loadCpu, RegisterFile, saveCpu } from "./registers.ts";
 import {
-  buildSignalFrame,
-  enterSignalHandler,
-  isTrampolineReturn,
-  MSR_TS_MASK,
-  MSR_VSX,
-  NR_RT_SIGRETURN,
-  readSavedContext,
-  restoreSavedContext,
-  SA_RESTART,
-  SIGNAL_FRAMESIZE,
-  TRAMPOLINE_RETURN_BYTES,
-  UCONTEXT_BYTES,
-  VMX_AREA_BYTES,
-  VSX_AREA_BYTES,
-  vsxAreaAddress,
-} from "./signal_frame.ts";
+  applyExecEntry,
+  loadCpu,
+  readGpr,
+  RegisterFile,
+  saveCpu,
+  setSystemCallResult,
+  writeGpr,
+} from "./registers.ts";
+import { CoreSignals } from "./signal_delivery.ts";
 import {
   type SpaceBinding,
   type ThreadContext,
@@ -115,12 +93,6 @@ export interface CoreOptions {
   tlbEntries?: number;
 }
 
-/** The thread left the CPU while its trap was being answered: the answer is dropped. */
-const GONE = Symbol("gone");
-/** The kernel side failed; the pause before trying again is over. */
-const FAILED = Symbol("failed");
-type Answer<T> = T | typeof GONE | typeof FAILED;
-
 const INITIAL_BUDGET = 100_000;
 const MIN_BUDGET = 10_000;
 const MAX_BUDGET = 50_000_000;
@@ -128,8 +100,6 @@ const MAX_BUDGET = 50_000_000;
 const MAX_REPEATED_FAULTS = 4;
 const MIN_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 5_000;
-/** Signal deliveries in a row before the loop lets the event loop in. */
-const DELIVERIES_PER_YIELD = 64;
 
 function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
@@ -173,6 +143,7 @@ export class Core {
   private backoffMillis = 0;
   private readonly scratch = new RegisterFile();
   private lastFault = { address: -1n, access: "", retired: -1, repeats: 0 };
+  private readonly signals: CoreSignals;
 
   constructor(
     readonly index: number,
@@ -184,6 +155,19 @@ export class Core {
     this.cpu = new Cpu(this.memory, options.timebase);
     this.cpu.enableTranslation();
     this.timeSliceNanos = options.defaultTimeSliceNanos;
+    this.signals = new CoreSignals({
+      cpu: this.cpu,
+      scratch: this.scratch,
+      host,
+      ask: (thread, what, question) => this.ask(thread, what, question),
+      copyIn: (thread, address, length) => this.copyIn(thread, address, length),
+      copyOut: (thread, address, data) => this.copyOut(thread, address, data),
+      yieldHere: async () => {
+        const epoch = this.epoch;
+        await yieldToEventLoop();
+        return epoch === this.epoch;
+      },
+    });
   }
 
   get activity(): CpuActivity {
@@ -319,7 +303,7 @@ export class Core {
     }
     if (thread.signalCheck) {
       thread.signalCheck = false;
-      await this.deliverSignals(thread);
+      await this.signals.deliver(thread);
     }
   }
 
@@ -340,16 +324,16 @@ export class Core {
         break;
       case StopReason.Alignment:
         thread.entry.dar = this.cpu.faultAddress;
-        await this.raiseFault(thread, SIGBUS, BUS_ADRALN, this.cpu.faultAddress, TRAP_ALIGNMENT);
+        await this.signals.raiseFault(thread, SIGBUS, BUS_ADRALN, this.cpu.faultAddress, TRAP_ALIGNMENT);
         break;
       case StopReason.FacilityUnavailable:
         // The guest runs with FP, VMX, VSX and quad precision enabled: transactional memory stays
         // off, as on a kernel that does not enable it.
         this.logInterrupt(thread, "facility unavailable", { facility: this.cpu.unavailableFacility });
-        await this.raiseFault(thread, SIGILL, ILL_ILLOPC, this.cpu.pc64, TRAP_FACILITY_UNAVAILABLE);
+        await this.signals.raiseFault(thread, SIGILL, ILL_ILLOPC, this.cpu.pc64, TRAP_FACILITY_UNAVAILABLE);
         break;
       default:
-        await this.raiseFault(thread, SIGILL, ILL_ILLOPC, this.cpu.pc64, TRAP_PROGRAM);
+        await this.signals.raiseFault(thread, SIGILL, ILL_ILLOPC, this.cpu.pc64, TRAP_PROGRAM);
     }
     if (this.thread === thread && this.loaded && performance.now() >= this.sliceEndsAt) {
       await this.tick(thread);
@@ -395,20 +379,24 @@ export class Core {
       return epoch === this.epoch ? answer : GONE;
     } catch (error) {
       if (epoch !== this.epoch) return GONE;
-      this.backoffMillis = Math.min(MAX_BACKOFF_MS, Math.max(MIN_BACKOFF_MS, this.backoffMillis * 2));
-      this.host.log.error("the kernel side failed; trying again", {
-        cpu: this.index,
-        tid: thread.tid,
-        what,
-        retryMillis: this.backoffMillis,
-        error: describe(error),
-      });
-      await this.whileHere(sleep(this.backoffMillis));
+      await this.backOff("the kernel side failed; trying again", { tid: thread.tid, what }, error);
       return epoch === this.epoch ? FAILED : GONE;
     } finally {
       this.interruptWait = undefined;
       this.inKernel = false;
     }
+  }
+
+  /** Logs a failed question to the kernel side and pauses, longer each time, before it is asked again. */
+  private async backOff(message: string, fields: Record<string, unknown>, error: unknown): Promise<void> {
+    this.backoffMillis = Math.min(MAX_BACKOFF_MS, Math.max(MIN_BACKOFF_MS, this.backoffMillis * 2));
+    this.host.log.error(message, {
+      cpu: this.index,
+      ...fields,
+      retryMillis: this.backoffMillis,
+      error: describe(error),
+    });
+    await this.whileHere(sleep(this.backoffMillis));
   }
 
   // ---- system calls ----
@@ -419,20 +407,22 @@ export class Core {
     if (cpu.systemCallVectored) {
       // scv's facility is off (AT_HWCAP2 does not advertise it): a facility unavailable interrupt.
       cpu.setPc64(cpu.pc64 - 4n);
-      return this.raiseFault(thread, SIGILL, ILL_ILLOPC, cpu.pc64, TRAP_FACILITY_UNAVAILABLE);
+      return this.signals.raiseFault(thread, SIGILL, ILL_ILLOPC, cpu.pc64, TRAP_FACILITY_UNAVAILABLE);
     }
     const entry = thread.entry;
-    entry.trap = TRAP_SYSTEM_CALL;
-    entry.origR3 = this.gpr(3);
-    entry.restartable = true;
     const g = cpu.gpr;
+    entry.trap = TRAP_SYSTEM_CALL;
+    entry.origR3 = readGpr(g, 3);
+    entry.restartable = true;
     // r0 is unsigned long: numbers beyond the table are ENOSYS.
     if (g[1] !== 0 || g[0] < 0) {
-      return this.completeSystemCall(thread, { kind: "error", errno: ENOSYS, signalPending: false });
+      return this.completeSystemCall(thread, { kind: "error", errno: Errno.ENOSYS, signalPending: false });
     }
     const number = g[0];
-    if (number === NR_RT_SIGRETURN) return this.rtSigreturn(thread, () => cpu.setPc64(cpu.pc64 - 4n));
-    const args = [this.gpr(3), this.gpr(4), this.gpr(5), this.gpr(6), this.gpr(7), this.gpr(8)];
+    if (number === SYSCALLS.rt_sigreturn) {
+      return this.signals.rtSigreturn(thread, () => cpu.setPc64(cpu.pc64 - 4n));
+    }
+    const args = [readGpr(g, 3), readGpr(g, 4), readGpr(g, 5), readGpr(g, 6), readGpr(g, 7), readGpr(g, 8)];
     const memory = this.host.threads.spaces.bind(thread.spaceId).memory;
     const outcome = await this.ask(
       thread,
@@ -449,12 +439,8 @@ export class Core {
     switch (outcome.kind) {
       case "return":
       case "error": {
-        const failed = outcome.kind === "error";
-        const value = failed ? BigInt(outcome.errno) : outcome.value;
-        this.setGpr(3, value);
-        this.cpu.cr = failed ? this.cpu.cr | CR0_SO : this.cpu.cr & ~CR0_SO;
-        thread.entry.result = failed ? -value : value;
-        if (outcome.signalPending) await this.deliverSignals(thread);
+        thread.entry.result = setSystemCallResult(this.cpu, outcome);
+        if (outcome.signalPending) await this.signals.deliver(thread);
         // Past its signal check the call can no longer restart (unless that check is still to come).
         if (!thread.signalCheck) thread.entry.restartable = false;
         return;
@@ -508,7 +494,7 @@ export class Core {
         cause,
       });
       const code = cause === "protection" ? SEGV_ACCERR : SEGV_MAPERR;
-      return this.raiseFault(thread, SIGSEGV, code, address, entry.trap);
+      return this.signals.raiseFault(thread, SIGSEGV, code, address, entry.trap);
     }
     const binding = this.host.threads.spaces.bind(thread.spaceId);
     if (segment) {
@@ -520,14 +506,14 @@ export class Core {
       }
       if (outcome.kind === "segment") {
         if (!this.loadSegment(thread, binding, outcome.entry, address)) {
-          await this.raiseFault(thread, SIGSEGV, SEGV_MAPERR, address, entry.trap);
+          await this.signals.raiseFault(thread, SIGSEGV, SEGV_MAPERR, address, entry.trap);
         }
         return;
       }
-      return this.deliverSignals(thread);
+      return this.signals.deliver(thread);
     }
-    if (access === "execute" && cause === "protection" && this.atSignalTrampoline(binding, address)) {
-      return this.returnThroughTrampoline(thread, address);
+    if (access === "execute" && cause === "protection" && this.signals.atTrampoline(binding, address)) {
+      return this.signals.returnThroughTrampoline(thread, address);
     }
     this.pageFaults++;
     const outcome = await this.ask(thread, "page fault", (k) => k.pageFault(thread, address, access, cause));
@@ -545,7 +531,7 @@ export class Core {
       }
       return;
     }
-    await this.deliverSignals(thread);
+    await this.signals.deliver(thread);
   }
 
   /** The same fault again with no instruction completed since: the kernel side's answer did not help. */
@@ -600,13 +586,13 @@ export class Core {
     const pc = cpu.pc64;
     const target = cpu.programReason === "privileged-instruction" ? mfpvrTarget(cpu.stopInstruction) : -1;
     if (target >= 0) {
-      this.setGpr(target, BigInt(PVR_POWER9));
+      writeGpr(cpu.gpr, target, BigInt(PVR_POWER9));
       cpu.setPc64(pc + 4n);
       return;
     }
     const { signal, code } = programSignal(cpu.programReason, cpu.fpscr);
     this.logInterrupt(thread, "program interrupt", { reason: cpu.programReason, signal });
-    await this.raiseFault(thread, signal, code, pc, TRAP_PROGRAM);
+    await this.signals.raiseFault(thread, signal, code, pc, TRAP_PROGRAM);
   }
 
   /** Why a thread is about to get a signal from its own instruction, for whoever debugs it. */
@@ -619,21 +605,6 @@ export class Core {
       instruction: formatInstruction(this.cpu.stopInstruction, pc),
       ...fields,
     });
-  }
-
-  /** A synchronous signal the CPU raised: sent forced, then delivered. */
-  private async raiseFault(
-    thread: ThreadContext,
-    signal: number,
-    code: number,
-    address: bigint,
-    trap: number,
-  ): Promise<void> {
-    thread.entry.trap = trap;
-    thread.entry.restartable = false;
-    const sent = await this.ask(thread, "raise signal", (k) => k.raiseSignal(thread, signal, code, address));
-    if (sent === GONE || sent === FAILED) return;
-    await this.deliverSignals(thread);
   }
 
   // ---- the time slice ----
@@ -658,7 +629,7 @@ export class Core {
     if (outcome.signalPending) {
       thread.entry.trap = TRAP_DECREMENTER;
       thread.entry.restartable = false;
-      await this.deliverSignals(thread);
+      await this.signals.deliver(thread);
     }
   }
 
@@ -716,13 +687,7 @@ export class Core {
       next = await this.host.kernel().schedule(this.index);
       this.backoffMillis = 0;
     } catch (error) {
-      this.backoffMillis = Math.min(MAX_BACKOFF_MS, Math.max(MIN_BACKOFF_MS, this.backoffMillis * 2));
-      this.host.log.error("the scheduler could not be asked for the next thread; trying again", {
-        cpu: this.index,
-        retryMillis: this.backoffMillis,
-        error: describe(error),
-      });
-      await this.whileHere(sleep(this.backoffMillis));
+      await this.backOff("the scheduler could not be asked for the next thread; trying again", {}, error);
       this.interruptWait = undefined;
       if (this.thread === undefined) this.needsSchedule = true;
       return;
@@ -739,189 +704,6 @@ export class Core {
       return;
     }
     this.dispatch(next);
-  }
-
-  // ---- signals ----
-
-  /** Linux's signal delivery on the way back to user mode: until no signal is deliverable. */
-  private async deliverSignals(thread: ThreadContext): Promise<void> {
-    for (let delivered = 1;; delivered++) {
-      const outcome = await this.ask(thread, "signal delivery", (k) => k.handleSignal(thread));
-      if (outcome === GONE) return;
-      if (outcome === FAILED) {
-        thread.signalCheck = true;
-        return;
-      }
-      this.restartSystemCall(thread, outcome);
-      switch (outcome.kind) {
-        case "none":
-          return;
-        case "terminate":
-          return this.host.discardProcess(thread.pid);
-        case "stop":
-          return this.host.stopProcess(thread.pid);
-        case "handler": {
-          const entered = await this.enterHandler(thread, outcome.delivery);
-          if (entered === GONE) return;
-          if (entered === FAILED) {
-            thread.signalCheck = true;
-            return;
-          }
-          if (entered === "fault") {
-            const raised = await this.frameFailed(thread, outcome.delivery);
-            if (raised === GONE) return;
-            if (raised === FAILED) {
-              thread.signalCheck = true;
-              return;
-            }
-            continue;
-          }
-          if (!outcome.morePending) return;
-          if (delivered % DELIVERIES_PER_YIELD === 0) {
-            const epoch = this.epoch;
-            await yieldToEventLoop();
-            if (epoch !== this.epoch) return;
-          }
-        }
-      }
-    }
-  }
-
-  /**
-   * check_syscall_restart: a system call that failed with ERESTART* is restarted (pc back on the
-   * sc, r3 as it came) or fails with EINTR, depending on the handler about to run.
-   */
-  private restartSystemCall(thread: ThreadContext, outcome: SignalOutcome): void {
-    const entry = thread.entry;
-    if (!entry.restartable) return;
-    entry.restartable = false;
-    const cpu = this.cpu;
-    if ((cpu.cr & CR0_SO) === 0 || cpu.gpr[7] !== 0) return;
-    const errno = cpu.gpr[6];
-    const handler = outcome.kind === "handler" ? outcome.delivery : undefined;
-    let restart: boolean;
-    switch (errno) {
-      case ERESTART_RESTARTBLOCK:
-      case ERESTARTNOHAND:
-        restart = handler === undefined;
-        break;
-      case ERESTARTSYS:
-        restart = handler === undefined || (handler.flags & SA_RESTART) !== 0n;
-        break;
-      case ERESTARTNOINTR:
-        restart = true;
-        break;
-      default:
-        return;
-    }
-    if (!restart) {
-      this.setGpr(3, BigInt(EINTR));
-      return;
-    }
-    if (errno === ERESTART_RESTARTBLOCK) this.setGpr(0, BigInt(NR_RESTART_SYSCALL));
-    else this.setGpr(3, entry.origR3);
-    cpu.setPc64(cpu.pc64 - 4n);
-  }
-
-  /** Builds the signal frame on the thread's stack and enters the handler. */
-  private async enterHandler(
-    thread: ThreadContext,
-    delivery: SignalDelivery,
-  ): Promise<Answer<"entered" | "fault">> {
-    const registers = this.scratch;
-    saveCpu(this.cpu, registers);
-    const frame = buildSignalFrame(registers, delivery, thread.entry);
-    const written = await this.copyOut(thread, frame.address, frame.bytes);
-    if (written !== "ok") return written;
-    const chained = await this.copyOut(thread, frame.stackPointer, frame.backChain);
-    if (chained !== "ok") return chained;
-    saveCpu(this.cpu, registers);
-    enterSignalHandler(registers, frame, delivery, thread.entry);
-    loadCpu(registers, this.cpu);
-    return "entered";
-  }
-
-  /**
-   * A frame that could not be written: force_sigsegv. A SIGSEGV handler that cannot be entered
-   * must not be tried again: SIGSEGV blocked and forced reverts to its default action.
-   */
-  private async frameFailed(thread: ThreadContext, delivery: SignalDelivery): Promise<Answer<void>> {
-    if (delivery.signal === SIGSEGV) {
-      const masked = await this.ask(
-        thread,
-        "signal mask",
-        (k) => k.setSignalMask(thread, delivery.savedMask | (1n << BigInt(SIGSEGV - 1))),
-      );
-      if (masked === GONE || masked === FAILED) return masked;
-    }
-    return this.ask(thread, "raise signal", (k) => k.raiseSignal(thread, SIGSEGV, SI_KERNEL, 0n));
-  }
-
-  /** Whether the instructions at `address` are a signal frame trampoline's return path. */
-  private atSignalTrampoline(binding: SpaceBinding, address: bigint): boolean {
-    const words = binding.memory.read(address, TRAMPOLINE_RETURN_BYTES);
-    return words instanceof Uint8Array && isTrampolineReturn(words);
-  }
-
-  /**
-   * The handler returned into its frame's trampoline on a stack that is not executable: do what
-   * the trampoline (or the vDSO's, on Linux) does — pop the dummy frame and rt_sigreturn.
-   */
-  private returnThroughTrampoline(thread: ThreadContext, address: bigint): Promise<void> {
-    const sp = this.gpr(1);
-    this.setGpr(1, sp + SIGNAL_FRAMESIZE);
-    this.setGpr(0, BigInt(NR_RT_SIGRETURN));
-    this.cpu.setPc64(address + BigInt(TRAMPOLINE_RETURN_BYTES));
-    thread.entry.trap = TRAP_SYSTEM_CALL;
-    return this.rtSigreturn(thread, () => {
-      this.setGpr(1, sp);
-      this.cpu.setPc64(address);
-    });
-  }
-
-  /**
-   * rt_sigreturn: the registers and blocked mask of the ucontext at r1. A bad frame: SIGSEGV.
-   * `retry` puts the thread back where it returns from again when the kernel side failed.
-   */
-  private async rtSigreturn(thread: ThreadContext, retry: () => void): Promise<void> {
-    const cpu = this.cpu;
-    thread.entry.restartable = false;
-    const uc = await this.copyIn(thread, this.gpr(1), UCONTEXT_BYTES);
-    if (uc === GONE) return;
-    if (uc === FAILED) return retry();
-    if (uc === "fault") return this.badFrame(thread);
-    const saved = readSavedContext(uc);
-    const masked = await this.ask(thread, "signal mask", (k) => k.setSignalMask(thread, saved.mask));
-    if (masked === GONE) return;
-    if (masked === FAILED) return retry();
-    // A transaction in the frame: there is no TM to return into.
-    if ((saved.msr & MSR_TS_MASK) !== 0n) return this.badFrame(thread);
-    let vmx: Uint8Array | null = null;
-    if (saved.vectorArea !== 0n) {
-      const area = await this.copyIn(thread, saved.vectorArea, VMX_AREA_BYTES);
-      if (area === GONE) return;
-      if (area === FAILED) return retry();
-      if (area === "fault") return this.badFrame(thread);
-      vmx = area;
-    }
-    let vsx: Uint8Array | null = null;
-    if ((saved.msr & MSR_VSX) !== 0n) {
-      const area = await this.copyIn(thread, vsxAreaAddress(saved), VSX_AREA_BYTES);
-      if (area === GONE) return;
-      if (area === FAILED) return retry();
-      if (area === "fault") return this.badFrame(thread);
-      vsx = area;
-    }
-    const registers = this.scratch;
-    saveCpu(cpu, registers);
-    restoreSavedContext(uc, saved, vmx, vsx, registers, thread.entry);
-    loadCpu(registers, cpu);
-    // The restored mask may unblock a pending signal.
-    await this.deliverSignals(thread);
-  }
-
-  private badFrame(thread: ThreadContext): Promise<void> {
-    return this.raiseFault(thread, SIGSEGV, SI_KERNEL, 0n, TRAP_SYSTEM_CALL);
   }
 
   // ---- copies to and from the thread's memory, faulting pages in ----
@@ -981,30 +763,4 @@ export class Core {
     if (fault.address < 1n << 53n) this.host.mmu.invalidatePage(binding.context, Number(fault.address));
     return "ok";
   }
-
-  // ---- registers ----
-
-  private gpr(n: number): bigint {
-    const g = this.cpu.gpr;
-    return (BigInt(g[2 * n + 1] >>> 0) << 32n) | BigInt(g[2 * n] >>> 0);
-  }
-
-  private setGpr(n: number, value: bigint): void {
-    const g = this.cpu.gpr;
-    g[2 * n] = Number(BigInt.asUintN(32, value)) | 0;
-    g[2 * n + 1] = Number(BigInt.asUintN(32, value >> 32n)) | 0;
-  }
-}
-
-/** A register file set to the state execve starts a program in. */
-export function applyExecEntry(registers: RegisterFile, entry: ThreadEntry): void {
-  registers.reset();
-  registers.pc = entry.pc;
-  registers.setGpr(1, entry.r1);
-  registers.setGpr(3, entry.r3);
-  registers.setGpr(4, entry.r4);
-  registers.setGpr(5, entry.r5);
-  registers.setGpr(6, entry.r6);
-  registers.setGpr(7, entry.r7);
-  registers.setGpr(12, entry.r12);
 }

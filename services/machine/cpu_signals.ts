@@ -1,39 +1,28 @@
 // What Linux makes of a problem-state thread's interrupts (arch/powerpc/kernel/traps.c): the
-// signal, its si_code and the DSISR a storage interrupt records. Numbers are the generic ones
-// powerpc uses (asm-generic/signal.h, uapi/asm-generic/siginfo.h).
+// signal, its si_code and the DSISR a storage interrupt records; and the errors with which a
+// system call asks to be restarted.
+import {
+  FPE_FLTDIV,
+  FPE_FLTINV,
+  FPE_FLTOVF,
+  FPE_FLTRES,
+  FPE_FLTUND,
+  FPE_FLTUNK,
+  ILL_ILLOPC,
+  ILL_PRVOPC,
+  SIGFPE,
+  SIGILL,
+  SIGTRAP,
+  TRAP_BRKPT,
+} from "../../lib/linux/signals.ts";
 import type { AccessKind, FaultCause } from "./cpu/access.ts";
 import type { ProgramReason } from "./cpu/interpreter.ts";
-
-export const SIGILL = 4;
-export const SIGTRAP = 5;
-export const SIGBUS = 7;
-export const SIGFPE = 8;
-export const SIGSEGV = 11;
-
-export const ILL_ILLOPC = 1;
-export const ILL_PRVOPC = 5;
-export const TRAP_BRKPT = 1;
-export const BUS_ADRALN = 1;
-export const SEGV_MAPERR = 1;
-export const SEGV_ACCERR = 2;
-export const FPE_FLTDIV = 3;
-export const FPE_FLTOVF = 4;
-export const FPE_FLTUND = 5;
-export const FPE_FLTRES = 6;
-export const FPE_FLTINV = 7;
-export const FPE_FLTUNK = 14;
-/** si_code of a signal the kernel sends on its own behalf (a bad signal frame). */
-export const SI_KERNEL = 0x80;
 
 /** Errors a system call returns only to be restarted or turned into EINTR (linux/errno.h). */
 export const ERESTARTSYS = 512;
 export const ERESTARTNOINTR = 513;
 export const ERESTARTNOHAND = 514;
 export const ERESTART_RESTARTBLOCK = 516;
-export const EINTR = 4;
-export const ENOSYS = 38;
-/** The system call a restart block re-enters: restart_syscall. */
-export const NR_RESTART_SYSCALL = 0;
 
 // FPSCR exception and enable bits (bits 32:63).
 const FPSCR_VX = 0x20000000;

@@ -6,11 +6,11 @@
 import { AstraError, Code, Errno, failedPrecondition, invalidArgument } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/log.ts";
 import { segmentShift, type SlbEntry } from "../../lib/ppc/hpt.ts";
-import { applyExecEntry, Core, type CoreHost, type CpuActivity } from "./core.ts";
+import { Core, type CoreHost, type CpuActivity } from "./core.ts";
 import type { KernelCallOutcome, KernelSide, UserAccess, UserFault } from "./kernel_side.ts";
 import type { PhysicalMemory } from "./memory.ts";
 import type { Mmu } from "./mmu.ts";
-import { CR0_SO, loadCpu, RegisterFile, saveCpu } from "./registers.ts";
+import { applyExecEntry, loadCpu, RegisterFile, saveCpu, setSystemCallResult } from "./registers.ts";
 import { AddressSpaces, type SpaceBinding, ThreadContext, ThreadTable } from "./threads.ts";
 
 const DEFAULT_SLICE_MILLIS = 4;
@@ -161,11 +161,7 @@ export class CpuComplex implements CoreHost {
     switch (outcome.kind) {
       case "return":
       case "error": {
-        const failed = outcome.kind === "error";
-        const value = failed ? BigInt(outcome.errno) : outcome.value;
-        registers.setGpr(3, value);
-        registers.cr = failed ? registers.cr | CR0_SO : registers.cr & ~CR0_SO;
-        thread.entry.result = failed ? -value : value;
+        thread.entry.result = setSystemCallResult(registers, outcome);
         if (outcome.signalPending) thread.signalCheck = true;
         thread.pending = undefined;
         return;

@@ -2,7 +2,7 @@
 // call (its thread, memory, request and how it settles), settling it exactly once, writing the
 // call's outputs to guest memory before it returns, and the errno of a call whose stream failed.
 import { AstraError, Code, Errno } from "../../lib/errors.ts";
-import { KernelCallStream, type OpenKernelCallStream, type StreamedCall } from "./kernel_call_stream.ts";
+import { KernelCallStream, type StreamedCall } from "./kernel_call_stream.ts";
 import type { KernelCallOutcome, TrappedThread, UserMemory } from "./kernel_side.ts";
 import type { RateLimitedLog } from "./rate_limited_log.ts";
 import { copyAllToUser, type UserFaultHandler } from "./user_copy.ts";
@@ -32,8 +32,30 @@ export class PendingCall<Request, Response extends { callId: bigint }>
   }
 }
 
+/** The KernelCall method of an owning service's client. */
+export interface KernelCallService<Request, Response> {
+  kernelCall(requests: AsyncIterable<Request>, options: { signal: AbortSignal }): AsyncIterable<Response>;
+}
+
 export function failed(errno: Errno, signalPending = false): KernelCallOutcome {
   return { kind: "error", errno, signalPending };
+}
+
+export function returned(value: bigint, signalPending = false): KernelCallOutcome {
+  return { kind: "return", value, signalPending };
+}
+
+/** The contracts' `oneof outcome { uint64 value; Errno error; }`. */
+type ValueOrError =
+  | { case: "value"; value: bigint }
+  | { case: "error"; value: Errno }
+  | { case: undefined; value?: undefined };
+
+/** A call's value or errno as the thread's outcome. */
+export function outcomeOf(outcome: ValueOrError, signalPending = false): KernelCallOutcome {
+  return outcome.case === "error"
+    ? failed(outcome.value, signalPending)
+    : returned(outcome.value ?? 0n, signalPending);
 }
 
 /** Argument register i (r3 + i) as the unsigned 64-bit value the contracts carry. */
@@ -59,11 +81,15 @@ export abstract class KernelCallOwner<Request, Response extends { callId: bigint
 
   constructor(
     peer: string,
-    open: OpenKernelCallStream<Request, Response>,
+    service: KernelCallService<Request, Response>,
     protected readonly faults: UserFaultHandler,
     protected readonly log: RateLimitedLog,
   ) {
-    this.stream = new KernelCallStream(peer, open, log);
+    this.stream = new KernelCallStream(
+      peer,
+      (requests, signal) => service.kernelCall(requests, { signal }),
+      log,
+    );
   }
 
   /** Applies a response with the call's id. */
@@ -83,20 +109,16 @@ export abstract class KernelCallOwner<Request, Response extends { callId: bigint
     return this.stream.close();
   }
 
-  /** An id no call in flight on this stream has. */
-  protected nextCallId(): number {
-    return this.#nextId++;
-  }
-
-  /** Sends a new call, whose request carries `id`; settles with its outcome. */
+  /** Sends a new call, its request made with a call_id no call in flight has; settles with its outcome. */
   protected send(
     thread: TrappedThread,
     memory: UserMemory,
-    id: number,
-    request: Request,
+    request: (callId: bigint) => Request,
   ): Promise<KernelCallOutcome> {
+    const id = this.#nextId++;
+    const first = request(BigInt(id));
     return new Promise((settle) =>
-      this.stream.send(new PendingCall(this, id, thread, memory, request, settle))
+      this.stream.send(new PendingCall(this, id, thread, memory, first, settle))
     );
   }
 

@@ -16,7 +16,7 @@ import {
 } from "../../gen/astra/vmm/v1/vmm_pb.ts";
 import type { SchedService } from "../../gen/astra/sched/v1/sched_pb.ts";
 import { Errno, toAstraError } from "../../lib/errors.ts";
-import { BUS_ADRERR, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV } from "../../lib/linux/fault_signals.ts";
+import { BUS_ADRERR, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV } from "../../lib/linux/signals.ts";
 import {
   PAGE_SHIFT_16M,
   PAGE_SHIFT_4K,
@@ -156,17 +156,15 @@ export class MemoryFaults implements UserFaultHandler {
         result: response.result,
       });
     } catch (err) {
-      const failure = toAstraError(err);
-      if (failure.errno === Errno.EFAULT) {
-        return { signal: SIGSEGV, code: SEGV_MAPERR, address, errno: Errno.EFAULT };
-      }
-      this.log.error("vmm.HandlePageFault", "vmm could not resolve a page fault", {
-        spaceId: thread.spaceId,
+      return this.#unanswered(
+        "vmm.HandlePageFault",
+        "vmm could not resolve a page fault",
+        thread,
         address,
-        status: failure.describe(),
-      });
+        err,
+      );
     }
-    return { signal: SIGBUS, code: BUS_ADRERR, address, errno: Errno.EIO };
+    return unsupplied(address);
   }
 
   async #segment(
@@ -186,18 +184,31 @@ export class MemoryFaults implements UserFaultHandler {
         },
       );
     } catch (err) {
-      const failure = toAstraError(err);
-      if (failure.errno === Errno.EFAULT) {
-        return { signal: SIGSEGV, code: SEGV_MAPERR, address, errno: Errno.EFAULT };
-      }
-      this.log.error("vmm.GetSegment", "vmm could not give a segment", {
-        spaceId: thread.spaceId,
-        address,
-        status: failure.describe(),
-      });
+      return this.#unanswered("vmm.GetSegment", "vmm could not give a segment", thread, address, err);
     }
-    return { signal: SIGBUS, code: BUS_ADRERR, address, errno: Errno.EIO };
+    return unsupplied(address);
   }
+
+  /** vmm failed a fault: its EFAULT means no user memory is there, anything else goes unsupplied. */
+  #unanswered(
+    method: string,
+    message: string,
+    thread: TrappedThread,
+    address: bigint,
+    err: unknown,
+  ): Refusal {
+    const failure = toAstraError(err);
+    if (failure.errno === Errno.EFAULT) {
+      return { signal: SIGSEGV, code: SEGV_MAPERR, address, errno: Errno.EFAULT };
+    }
+    this.log.error(method, message, { spaceId: thread.spaceId, address, status: failure.describe() });
+    return unsupplied(address);
+  }
+}
+
+/** A page vmm could not supply. */
+function unsupplied(address: bigint): Refusal {
+  return { signal: SIGBUS, code: BUS_ADRERR, address, errno: Errno.EIO };
 }
 
 /** vmm's Segment as the MMU's SLB entry; undefined if it is not one the MMU can load. */

@@ -7,19 +7,44 @@ import type { Registers, RegistersSchema } from "../../gen/astra/machine/v1/cpu_
 import { invalidArgument } from "../../lib/errors.ts";
 import type { Cpu } from "./cpu/interpreter.ts";
 import { toBigInt } from "./cpu/int64.ts";
+import type { ThreadEntry } from "./kernel_side.ts";
 
 /** PPR after reset: thread priority medium (4), in bits 11:13 of the high word. */
 export const INITIAL_PPR_HIGH = 0x00100000;
 /** VSCR[NJ] (non-Java mode): Linux starts every thread with it set. */
 export const VSCR_NJ = 0x00010000;
 /** The VSCR bits that exist: NJ and SAT. */
-const VSCR_BITS = 0x00010001;
+export const VSCR_BITS = 0x00010001;
 /** CR0[SO]: a failed system call sets it. */
 export const CR0_SO = 0x10000000;
 export const VSR_COUNT = 64;
 export const VSR_BYTES = 16;
 
-export class RegisterFile {
+/** The registers a RegisterFile keeps under the Cpu's names, in the Cpu's representation. */
+type CpuWords = Pick<
+  Cpu,
+  | "lrLo"
+  | "lrHi"
+  | "ctrLo"
+  | "ctrHi"
+  | "tarLo"
+  | "tarHi"
+  | "dscrLo"
+  | "dscrHi"
+  | "pprLo"
+  | "pprHi"
+  | "amrLo"
+  | "amrHi"
+  | "xer"
+  | "cr"
+  | "fpscr"
+  | "fpscrHigh"
+  | "vscr"
+  | "vrsave"
+  | "floatingPointExceptions"
+>;
+
+export class RegisterFile implements CpuWords {
   /** r[n] is gpr[2n] (low word) and gpr[2n + 1] (high word). */
   readonly gpr = new Int32Array(64);
   pc = 0n;
@@ -50,12 +75,11 @@ export class RegisterFile {
 
   /** rN as an unsigned 64-bit value. */
   gprValue(n: number): bigint {
-    return toBigInt(this.gpr[2 * n], this.gpr[2 * n + 1], false);
+    return readGpr(this.gpr, n);
   }
 
   setGpr(n: number, value: bigint): void {
-    this.gpr[2 * n] = Number(BigInt.asUintN(32, value)) | 0;
-    this.gpr[2 * n + 1] = Number(BigInt.asUintN(32, value >> 32n)) | 0;
+    writeGpr(this.gpr, n, value);
   }
 
   get lr(): bigint {
@@ -122,25 +146,7 @@ export class RegisterFile {
     this.gpr.set(other.gpr);
     this.vsr.set(other.vsr);
     this.pc = other.pc;
-    this.lrLo = other.lrLo;
-    this.lrHi = other.lrHi;
-    this.ctrLo = other.ctrLo;
-    this.ctrHi = other.ctrHi;
-    this.tarLo = other.tarLo;
-    this.tarHi = other.tarHi;
-    this.dscrLo = other.dscrLo;
-    this.dscrHi = other.dscrHi;
-    this.pprLo = other.pprLo;
-    this.pprHi = other.pprHi;
-    this.amrLo = other.amrLo;
-    this.amrHi = other.amrHi;
-    this.xer = other.xer;
-    this.cr = other.cr;
-    this.fpscr = other.fpscr;
-    this.fpscrHigh = other.fpscrHigh;
-    this.vscr = other.vscr;
-    this.vrsave = other.vrsave;
-    this.floatingPointExceptions = other.floatingPointExceptions;
+    copyWords(this, other);
   }
 
   /** The state a new program starts in (execve): everything zero but the reset values of PPR and VSCR. */
@@ -153,30 +159,45 @@ function halves(value: bigint): [number, number] {
   return [Number(BigInt.asUintN(32, value)) | 0, Number(BigInt.asUintN(32, value >> 32n)) | 0];
 }
 
+/** rN of a GPR array in the (low, high) word layout (the Cpu's and a RegisterFile's), unsigned. */
+export function readGpr(gpr: Int32Array, n: number): bigint {
+  return toBigInt(gpr[2 * n], gpr[2 * n + 1], false);
+}
+
+export function writeGpr(gpr: Int32Array, n: number, value: bigint): void {
+  gpr[2 * n] = Number(BigInt.asUintN(32, value)) | 0;
+  gpr[2 * n + 1] = Number(BigInt.asUintN(32, value >> 32n)) | 0;
+}
+
+// Spelled out rather than looped over by name: this runs at every context switch and trap.
+function copyWords(to: CpuWords, from: CpuWords): void {
+  to.lrLo = from.lrLo;
+  to.lrHi = from.lrHi;
+  to.ctrLo = from.ctrLo;
+  to.ctrHi = from.ctrHi;
+  to.tarLo = from.tarLo;
+  to.tarHi = from.tarHi;
+  to.dscrLo = from.dscrLo;
+  to.dscrHi = from.dscrHi;
+  to.pprLo = from.pprLo;
+  to.pprHi = from.pprHi;
+  to.amrLo = from.amrLo;
+  to.amrHi = from.amrHi;
+  to.xer = from.xer;
+  to.cr = from.cr;
+  to.fpscr = from.fpscr;
+  to.fpscrHigh = from.fpscrHigh;
+  to.vscr = from.vscr;
+  to.vrsave = from.vrsave;
+  to.floatingPointExceptions = from.floatingPointExceptions;
+}
+
 /** Copies the problem-state registers of a CPU into `target` (a thread leaves the CPU). */
 export function saveCpu(cpu: Cpu, target: RegisterFile): void {
   target.gpr.set(cpu.gpr);
   target.vsr.set(cpu.vsrBytes);
   target.pc = cpu.pc64;
-  target.lrLo = cpu.lrLo;
-  target.lrHi = cpu.lrHi;
-  target.ctrLo = cpu.ctrLo;
-  target.ctrHi = cpu.ctrHi;
-  target.tarLo = cpu.tarLo;
-  target.tarHi = cpu.tarHi;
-  target.dscrLo = cpu.dscrLo;
-  target.dscrHi = cpu.dscrHi;
-  target.pprLo = cpu.pprLo;
-  target.pprHi = cpu.pprHi;
-  target.amrLo = cpu.amrLo;
-  target.amrHi = cpu.amrHi;
-  target.xer = cpu.xer;
-  target.cr = cpu.cr;
-  target.fpscr = cpu.fpscr;
-  target.fpscrHigh = cpu.fpscrHigh;
-  target.vscr = cpu.vscr;
-  target.vrsave = cpu.vrsave;
-  target.floatingPointExceptions = cpu.floatingPointExceptions;
+  copyWords(target, cpu);
 }
 
 /**
@@ -187,26 +208,36 @@ export function loadCpu(source: RegisterFile, cpu: Cpu): void {
   cpu.gpr.set(source.gpr);
   cpu.vsrBytes.set(source.vsr);
   cpu.setPc64(source.pc);
-  cpu.lrLo = source.lrLo;
-  cpu.lrHi = source.lrHi;
-  cpu.ctrLo = source.ctrLo;
-  cpu.ctrHi = source.ctrHi;
-  cpu.tarLo = source.tarLo;
-  cpu.tarHi = source.tarHi;
-  cpu.dscrLo = source.dscrLo;
-  cpu.dscrHi = source.dscrHi;
-  cpu.pprLo = source.pprLo;
-  cpu.pprHi = source.pprHi;
-  cpu.amrLo = source.amrLo;
-  cpu.amrHi = source.amrHi;
-  cpu.xer = source.xer;
-  cpu.cr = source.cr;
-  cpu.fpscr = source.fpscr;
-  cpu.fpscrHigh = source.fpscrHigh;
-  cpu.vscr = source.vscr;
-  cpu.vrsave = source.vrsave;
-  cpu.floatingPointExceptions = source.floatingPointExceptions;
+  copyWords(cpu, source);
   cpu.reservationValid = false;
+}
+
+/** A register file set to the state execve starts a program in. */
+export function applyExecEntry(registers: RegisterFile, entry: ThreadEntry): void {
+  registers.reset();
+  registers.pc = entry.pc;
+  registers.setGpr(1, entry.r1);
+  registers.setGpr(3, entry.r3);
+  registers.setGpr(4, entry.r4);
+  registers.setGpr(5, entry.r5);
+  registers.setGpr(6, entry.r6);
+  registers.setGpr(7, entry.r7);
+  registers.setGpr(12, entry.r12);
+}
+
+/**
+ * A system call's return to user mode: r3 is the value, or the errno with CR0[SO] set. Returns
+ * what the kernel keeps as the call's result (the errno negated).
+ */
+export function setSystemCallResult(
+  target: { readonly gpr: Int32Array; cr: number },
+  outcome: { kind: "return"; value: bigint } | { kind: "error"; errno: number },
+): bigint {
+  const failed = outcome.kind === "error";
+  const value = failed ? BigInt(outcome.errno) : outcome.value;
+  writeGpr(target.gpr, 3, value);
+  target.cr = failed ? target.cr | CR0_SO : target.cr & ~CR0_SO;
+  return failed ? -value : value;
 }
 
 /** The contract's Registers: VSRs most significant byte first. */

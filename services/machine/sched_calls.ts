@@ -16,7 +16,7 @@ import {
 import { Errno } from "../../lib/errors.ts";
 import { MAX_IO_BYTES } from "../../lib/linux/vfs_calls.ts";
 import type { Client } from "../../lib/rpc.ts";
-import { argument, failed, KernelCallOwner, type PendingCall } from "./kernel_call_owner.ts";
+import { argument, failed, KernelCallOwner, outcomeOf, type PendingCall } from "./kernel_call_owner.ts";
 import type { KernelCallOutcome, TrappedThread, UserMemory } from "./kernel_side.ts";
 import type { RateLimitedLog } from "./rate_limited_log.ts";
 import { copyFromUser, type UserFaultHandler } from "./user_copy.ts";
@@ -27,7 +27,7 @@ const EXIT_THREAD: KernelCallOutcome = { kind: "exit-thread" };
 
 export class SchedCalls extends KernelCallOwner<KernelCallRequest, KernelCallResponse> {
   constructor(sched: Client<typeof SchedService>, faults: UserFaultHandler, log: RateLimitedLog) {
-    super("sched", (requests, signal) => sched.kernelCall(requests, { signal }), faults, log);
+    super("sched", sched, faults, log);
   }
 
   call(
@@ -36,31 +36,30 @@ export class SchedCalls extends KernelCallOwner<KernelCallRequest, KernelCallRes
     number: number,
     args: readonly bigint[],
   ): Promise<KernelCallOutcome> {
-    const id = this.nextCallId();
-    const request = create(KernelCallRequestSchema, {
-      callId: BigInt(id),
-      cpu: thread.cpu,
-      pid: thread.pid,
-      tid: thread.tid,
-      number,
-      arg0: argument(args, 0),
-      arg1: argument(args, 1),
-      arg2: argument(args, 2),
-      arg3: argument(args, 3),
-      arg4: argument(args, 4),
-      arg5: argument(args, 5),
-    });
-    return this.send(thread, memory, id, request);
+    return this.send(thread, memory, (callId) =>
+      create(KernelCallRequestSchema, {
+        callId,
+        cpu: thread.cpu,
+        pid: thread.pid,
+        tid: thread.tid,
+        number,
+        arg0: argument(args, 0),
+        arg1: argument(args, 1),
+        arg2: argument(args, 2),
+        arg3: argument(args, 3),
+        arg4: argument(args, 4),
+        arg5: argument(args, 5),
+      }));
   }
 
   answer(call: Call, response: KernelCallResponse): void {
     switch (response.action) {
-      case KernelCallAction.RETURN: {
-        const outcome: KernelCallOutcome = response.outcome.case === "error"
-          ? failed(response.outcome.value, response.signalPending)
-          : { kind: "return", value: response.outcome.value ?? 0n, signalPending: response.signalPending };
-        return this.settleAfterOutputs(call, response.outputs, outcome);
-      }
+      case KernelCallAction.RETURN:
+        return this.settleAfterOutputs(
+          call,
+          response.outputs,
+          outcomeOf(response.outcome, response.signalPending),
+        );
       case KernelCallAction.FETCH:
         this.#fetch(call, response.fetch).catch((err) => this.#protocolError(call, response, String(err)));
         return;

@@ -23,8 +23,10 @@
 // doublewords of VS0..31. Below the frame, a dummy caller frame of __SIGNAL_FRAMESIZE (128) bytes
 // whose back chain holds the interrupted r1. Building and reading a frame is pure: the machine
 // moves the bytes.
+import { SA_ONSTACK, SA_SIGINFO, SIGINFO_SIZE, SS_DISABLE } from "../../lib/linux/signals.ts";
+import { SYSCALLS } from "../../lib/linux/syscall_numbers.ts";
 import type { SignalDelivery } from "./kernel_side.ts";
-import { type RegisterFile, VSR_BYTES } from "./registers.ts";
+import { type RegisterFile, VSCR_BITS, VSR_BYTES } from "./registers.ts";
 import type { KernelEntry } from "./threads.ts";
 
 /** __SIGNAL_FRAMESIZE: the dummy caller frame below the signal frame. */
@@ -37,8 +39,6 @@ export const UCONTEXT_BYTES = 1696;
 export const VMX_AREA_BYTES = 34 * 16;
 /** Then the low doublewords of VS0..31. */
 export const VSX_AREA_BYTES = 32 * 8;
-/** rt_sigreturn's number in the ppc64 system call table. */
-export const NR_RT_SIGRETURN = 172;
 
 const UC_STACK = 16;
 const UC_SIGMASK = 40;
@@ -54,7 +54,6 @@ const FRAME_TRAMP = 3408;
 const FRAME_PINFO = 3440;
 const FRAME_PUC = 3448;
 const FRAME_INFO = 3456;
-const SIGINFO_BYTES = 128;
 
 // gp_regs indices (PT_* of asm/ptrace.h); 44 is the kernel's pt_regs.ppr.
 const PT_NIP = 32;
@@ -75,7 +74,7 @@ const PT_PPR = 44;
 const TRAMPOLINE = [
   0x4e800421, // bctrl: calls the handler, LR = the next instruction
   0x38210080, // addi r1, r1, __SIGNAL_FRAMESIZE: pops the dummy caller frame
-  0x38000000 | NR_RT_SIGRETURN, // li r0, __NR_rt_sigreturn
+  0x38000000 | SYSCALLS.rt_sigreturn, // li r0, __NR_rt_sigreturn
   0x44000002, // sc
 ];
 /** Where the handler returns to: the trampoline's instruction after its bctrl. */
@@ -99,14 +98,6 @@ export const MSR_FE1 = 1n << 8n;
 export const MSR_TS_MASK = 3n << 33n;
 /** A problem-state thread's MSR on Linux: SF EE PR FP ME IR DR RI LE, with VEC and VSX on. */
 export const USER_MSR = 0x800000000280f033n;
-
-/** sigaction flags and sigaltstack states. */
-export const SA_SIGINFO = 0x4n;
-export const SA_ONSTACK = 0x08000000n;
-export const SA_RESTART = 0x10000000n;
-const SS_DISABLE = 2;
-
-const VSCR_BITS = 0x00010001;
 
 /** The MSR of a thread with these registers. */
 export function threadMsr(registers: RegisterFile): bigint {
@@ -187,7 +178,7 @@ export function buildSignalFrame(
   TRAMPOLINE.forEach((word, i) => view.setUint32(FRAME_TRAMP + 4 * i, word, true));
   u64(FRAME_PINFO, address + BigInt(FRAME_INFO));
   u64(FRAME_PUC, address);
-  bytes.set(delivery.siginfo.subarray(0, SIGINFO_BYTES), FRAME_INFO);
+  bytes.set(delivery.siginfo.subarray(0, SIGINFO_SIZE), FRAME_INFO);
 
   const stackPointer = BigInt.asUintN(64, address - SIGNAL_FRAMESIZE);
   const backChain = new Uint8Array(8);

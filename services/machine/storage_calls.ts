@@ -11,7 +11,7 @@ import {
 import { Errno } from "../../lib/errors.ts";
 import { VFS_KERNEL_CALLS } from "../../lib/linux/vfs_calls.ts";
 import type { Client } from "../../lib/rpc.ts";
-import { failed, KernelCallOwner, type PendingCall, sixArguments } from "./kernel_call_owner.ts";
+import { failed, KernelCallOwner, type PendingCall, returned, sixArguments } from "./kernel_call_owner.ts";
 import type { KernelCallOutcome, TrappedThread, UserMemory } from "./kernel_side.ts";
 import type { RateLimitedLog } from "./rate_limited_log.ts";
 import type { UserFaultHandler } from "./user_copy.ts";
@@ -21,7 +21,7 @@ const NO_INPUTS: GuestBytes[] = [];
 
 export class StorageCalls extends KernelCallOwner<KernelCallRequest, KernelCallResponse> {
   constructor(vfs: Client<typeof VfsService>, faults: UserFaultHandler, log: RateLimitedLog) {
-    super("storage", (requests, signal) => vfs.kernelCall(requests, { signal }), faults, log);
+    super("storage", vfs, faults, log);
   }
 
   /** A call of VFS_KERNEL_CALLS. */
@@ -40,8 +40,7 @@ export class StorageCalls extends KernelCallOwner<KernelCallRequest, KernelCallR
 
   answer(call: PendingCall<KernelCallRequest, KernelCallResponse>, response: KernelCallResponse): void {
     if (response.errno !== Errno.UNSPECIFIED) return this.settle(call, failed(response.errno));
-    const value = BigInt.asUintN(64, response.result);
-    this.settleAfterOutputs(call, response.outputs, { kind: "return", value, signalPending: false });
+    this.settleAfterOutputs(call, response.outputs, returned(BigInt.asUintN(64, response.result)));
   }
 
   #send(
@@ -52,15 +51,14 @@ export class StorageCalls extends KernelCallOwner<KernelCallRequest, KernelCallR
     inputs: GuestBytes[] | Errno,
   ): Promise<KernelCallOutcome> {
     if (typeof inputs === "number") return Promise.resolve(failed(inputs));
-    const id = this.nextCallId();
-    const request = create(KernelCallRequestSchema, {
-      callId: BigInt(id),
-      pid: thread.pid,
-      tid: thread.tid,
-      number,
-      args: sixArguments(args),
-      inputs,
-    });
-    return this.send(thread, memory, id, request);
+    return this.send(thread, memory, (callId) =>
+      create(KernelCallRequestSchema, {
+        callId,
+        pid: thread.pid,
+        tid: thread.tid,
+        number,
+        args: sixArguments(args),
+        inputs,
+      }));
   }
 }

@@ -20,7 +20,7 @@ import {
 import { VfsService } from "../../gen/astra/storage/v1/vfs_pb.ts";
 import { VmmService } from "../../gen/astra/vmm/v1/vmm_pb.ts";
 import { Errno, toAstraError } from "../../lib/errors.ts";
-import { SIGKILL } from "../../lib/linux/fault_signals.ts";
+import { SIGKILL } from "../../lib/linux/signals.ts";
 import { syscallOwner } from "../../lib/linux/syscall_owners.ts";
 import { syscallName } from "../../lib/linux/syscall_numbers.ts";
 import { logger } from "../../lib/log.ts";

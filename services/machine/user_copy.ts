@@ -38,19 +38,8 @@ async function copyFromUserSlowly(
 ): Promise<Uint8Array | Errno> {
   const out = new Uint8Array(length);
   let done = 0;
-  let fault = firstFault;
-  let lastAddress = -1n;
-  let repeats = 0;
-  while (true) {
+  const errno = await faultInUntilDone(faults, thread, memory, firstFault, (fault) => {
     const at = address + BigInt(done);
-    if (fault.address === lastAddress) {
-      if (++repeats >= MAX_REPEATED_FAULTS) return Errno.EFAULT;
-    } else {
-      lastAddress = fault.address;
-      repeats = 0;
-    }
-    const errno = await faults.faultIn(thread, memory, fault);
-    if (errno !== 0) return errno;
     // What came before the fault was translated: keep it, so that each page is walked about twice
     // however many of them fault (a large read into a fresh buffer).
     const before = prefixLength(at, length - done, fault.address);
@@ -62,12 +51,11 @@ async function copyFromUserSlowly(
       }
     }
     const rest = memory.read(address + BigInt(done), length - done);
-    if (rest instanceof Uint8Array) {
-      out.set(rest, done);
-      return out;
-    }
-    fault = rest;
-  }
+    if (!(rest instanceof Uint8Array)) return rest;
+    out.set(rest, done);
+    return undefined;
+  });
+  return errno === 0 ? out : errno;
 }
 
 /** Writes all of `data` at `address`: 0, or the errno the call fails with. */
@@ -83,7 +71,7 @@ export function copyToUser(
   return copyToUserSlowly(faults, thread, memory, address, data, written);
 }
 
-async function copyToUserSlowly(
+function copyToUserSlowly(
   faults: UserFaultHandler,
   thread: TrappedThread,
   memory: UserMemory,
@@ -92,11 +80,30 @@ async function copyToUserSlowly(
   firstFault: UserFault,
 ): Promise<Errno | 0> {
   let done = 0;
-  let fault = firstFault;
+  return faultInUntilDone(faults, thread, memory, firstFault, (fault) => {
+    const at = address + BigInt(done);
+    const before = prefixLength(at, data.length - done, fault.address);
+    if (before > 0 && memory.write(at, data.subarray(done, done + before)) === true) done += before;
+    const written = memory.write(address + BigInt(done), data.subarray(done));
+    return written === true ? undefined : written;
+  });
+}
+
+/**
+ * Has each fault a copy runs into resolved and the copy go on (`goOn` returns its next fault, or
+ * undefined when it is done): 0, or the errno the copy fails with.
+ */
+async function faultInUntilDone(
+  faults: UserFaultHandler,
+  thread: TrappedThread,
+  memory: UserMemory,
+  firstFault: UserFault,
+  goOn: (fault: UserFault) => UserFault | undefined,
+): Promise<Errno | 0> {
+  let fault: UserFault | undefined = firstFault;
   let lastAddress = -1n;
   let repeats = 0;
-  while (true) {
-    const at = address + BigInt(done);
+  while (fault !== undefined) {
     if (fault.address === lastAddress) {
       if (++repeats >= MAX_REPEATED_FAULTS) return Errno.EFAULT;
     } else {
@@ -105,12 +112,9 @@ async function copyToUserSlowly(
     }
     const errno = await faults.faultIn(thread, memory, fault);
     if (errno !== 0) return errno;
-    const before = prefixLength(at, data.length - done, fault.address);
-    if (before > 0 && memory.write(at, data.subarray(done, done + before)) === true) done += before;
-    const written = memory.write(address + BigInt(done), data.subarray(done));
-    if (written === true) return 0;
-    fault = written;
+    fault = goOn(fault);
   }
+  return 0;
 }
 
 /** Bytes of [at, at + length) before `faultAddress`; 0 when the fault is not inside it. */

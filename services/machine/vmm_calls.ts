@@ -9,14 +9,14 @@ import {
   type VmmService,
 } from "../../gen/astra/vmm/v1/vmm_pb.ts";
 import type { Client } from "../../lib/rpc.ts";
-import { failed, KernelCallOwner, type PendingCall, sixArguments } from "./kernel_call_owner.ts";
+import { KernelCallOwner, outcomeOf, type PendingCall, sixArguments } from "./kernel_call_owner.ts";
 import type { KernelCallOutcome, TrappedThread, UserMemory } from "./kernel_side.ts";
 import type { RateLimitedLog } from "./rate_limited_log.ts";
 import type { UserFaultHandler } from "./user_copy.ts";
 
 export class VmmCalls extends KernelCallOwner<KernelCallRequest, KernelCallResponse> {
   constructor(vmm: Client<typeof VmmService>, faults: UserFaultHandler, log: RateLimitedLog) {
-    super("vmm", (requests, signal) => vmm.kernelCall(requests, { signal }), faults, log);
+    super("vmm", vmm, faults, log);
   }
 
   call(
@@ -25,25 +25,19 @@ export class VmmCalls extends KernelCallOwner<KernelCallRequest, KernelCallRespo
     number: number,
     args: readonly bigint[],
   ): Promise<KernelCallOutcome> {
-    const id = this.nextCallId();
-    const request = create(KernelCallRequestSchema, {
-      callId: BigInt(id),
-      spaceId: thread.spaceId,
-      pid: thread.pid,
-      tid: thread.tid,
-      cpu: thread.cpu,
-      number,
-      args: sixArguments(args),
-    });
-    return this.send(thread, memory, id, request);
+    return this.send(thread, memory, (callId) =>
+      create(KernelCallRequestSchema, {
+        callId,
+        spaceId: thread.spaceId,
+        pid: thread.pid,
+        tid: thread.tid,
+        cpu: thread.cpu,
+        number,
+        args: sixArguments(args),
+      }));
   }
 
   answer(call: PendingCall<KernelCallRequest, KernelCallResponse>, response: KernelCallResponse): void {
-    this.settle(
-      call,
-      response.outcome.case === "error"
-        ? failed(response.outcome.value)
-        : { kind: "return", value: response.outcome.value ?? 0n, signalPending: false },
-    );
+    this.settle(call, outcomeOf(response.outcome));
   }
 }

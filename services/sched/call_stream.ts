@@ -10,9 +10,9 @@ import {
   type KernelCallResponseSchema,
 } from "../../gen/astra/sched/v1/sched_pb.ts";
 import { Errno } from "../../lib/errors.ts";
-import { logger } from "../../lib/log.ts";
 import type { GuestBytes } from "./guest_memory.ts";
 import type { SchedKernel } from "./kernel.ts";
+import { log } from "./log.ts";
 import { type CallOutcome, type CallState, runSystemCall } from "./syscalls.ts";
 
 export type KernelCallReply = MessageInitShape<typeof KernelCallResponseSchema>;
@@ -21,8 +21,6 @@ interface CallInProgress {
   inputs: GuestBytes[];
   state: CallState;
 }
-
-const log = logger("sched");
 
 export class KernelCallStream {
   readonly #calls = new Map<bigint, CallInProgress>();

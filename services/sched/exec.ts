@@ -22,7 +22,6 @@ import {
   type VmmService,
 } from "../../gen/astra/vmm/v1/vmm_pb.ts";
 import { AstraError, Code, Errno } from "../../lib/errors.ts";
-import { logger } from "../../lib/log.ts";
 import type { Client } from "../../lib/rpc.ts";
 import {
   ELF64_HEADER_SIZE,
@@ -34,6 +33,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from "./elf.ts";
+import { describe, log } from "./log.ts";
 import { buildInitialStack, type InitialRegisters, type InitialStack, type RandomFill } from "./stack.ts";
 
 /** What the loader asks of its peers. */
@@ -93,7 +93,6 @@ export interface LoadedProgram {
   stack: InitialStack;
 }
 
-const log = logger("sched");
 const decoder = new TextDecoder("utf-8", { fatal: false });
 
 function alignDown(value: bigint): bigint {
@@ -151,7 +150,7 @@ class Undo {
         log.warn("exec: undoing a step failed", {
           pid,
           step: step.what,
-          error: error instanceof AstraError ? error.describe() : String(error),
+          error: describe(error),
         });
       }
     }

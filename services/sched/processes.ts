@@ -1,8 +1,9 @@
 // The process table: PIDs and TIDs from one number space (as Linux allocates them), the process
 // tree, process groups and sessions, credentials, and each process's threads with their signal
 // state. It holds records and enforces the tree's rules (setpgid, setsid, reparenting, reaping);
-// scheduling lives in runqueue.ts, the lifecycle that talks to peers in kernel.ts.
+// scheduling lives in runqueue.ts, the lifecycle that talks to peers in kernel.ts and fork_exec.ts.
 import { AstraError, Code, Errno, invalidArgument } from "../../lib/errors.ts";
+import { SS_DISABLE } from "../../lib/linux/signals.ts";
 import { defaultResourceLimits, ResourceLimits } from "./rlimits.ts";
 import { PendingSignals, SignalActionTable, type SignalSet } from "./signals.ts";
 
@@ -90,10 +91,6 @@ export interface WaitObject {
   pid: number;
   key: bigint;
 }
-
-export const SS_ONSTACK = 1;
-export const SS_DISABLE = 2;
-export const SS_AUTODISARM = 0x80000000;
 
 export interface AlternateSignalStack {
   base: bigint;

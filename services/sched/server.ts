@@ -162,6 +162,12 @@ function priorityOf(priority: ThreadPriority, fallback: number): number {
   return priority;
 }
 
+/** A umask is permission bits only, as umask(2) keeps them. */
+function checkUmask(umask: number): number {
+  if (umask > 0o777) throw invalidArgument("umask", `a umask is 0..0777, not 0${umask.toString(8)}`);
+  return umask;
+}
+
 export function createSched(peers: Peers, config: SystemConfig): ServiceModule {
   const kernel = new SchedKernel({
     vmm: client(VmmService, peers.vmm, "sched"),
@@ -226,6 +232,7 @@ export function createSched(peers: Peers, config: SystemConfig): ServiceModule {
         envp: req.envp,
         name: req.name,
         credentials: decodeCredentials(req.credentials),
+        umask: req.umask === undefined ? undefined : checkUmask(req.umask),
       });
     },
     fork: async (req) => {

@@ -1,44 +1,52 @@
-// Linux signal semantics for ppc64, as pure logic: numbers, default actions, signal sets, the
-// sigaction table, pending queues and the decision of what a thread does with its next signal.
-// The process model (which thread, which process group, permissions) lives with the callers;
-// everything here follows kernel/signal.c so that guests see Linux's behaviour.
+// Linux signal semantics for ppc64, as pure logic: default actions, signal sets, the sigaction
+// table, pending queues and the decision of what a thread does with its next signal. The numbers
+// and codes are lib/linux/signals.ts's; the process model (which thread, which process group,
+// permissions) lives with the callers. Everything here follows kernel/signal.c so that guests see
+// Linux's behaviour.
 import { Errno, invalidArgument } from "../../lib/errors.ts";
+import {
+  isValidSignal,
+  NSIG,
+  SA_EXPOSE_TAGBITS,
+  SA_NOCLDSTOP,
+  SA_NOCLDWAIT,
+  SA_NODEFER,
+  SA_ONSTACK,
+  SA_RESETHAND,
+  SA_RESTART,
+  SA_RESTORER,
+  SA_SIGINFO,
+  SI_KERNEL,
+  SI_SIGIO,
+  SI_TIMER,
+  SI_USER,
+  SIGABRT,
+  SIGBUS,
+  SIGCHLD,
+  SIGCONT,
+  SIGFPE,
+  SIGILL,
+  SIGINFO_SIZE,
+  SIGIO,
+  SIGKILL,
+  signalName,
+  SIGQUIT,
+  SIGRTMIN,
+  SIGSEGV,
+  SIGSTOP,
+  SIGSYS,
+  SIGTRAP,
+  SIGTSTP,
+  SIGTTIN,
+  SIGTTOU,
+  SIGURG,
+  SIGWINCH,
+  SIGXCPU,
+  SIGXFSZ,
+} from "../../lib/linux/signals.ts";
 
-export const SIGHUP = 1;
-export const SIGINT = 2;
-export const SIGQUIT = 3;
-export const SIGILL = 4;
-export const SIGTRAP = 5;
-export const SIGABRT = 6;
-export const SIGBUS = 7;
-export const SIGFPE = 8;
-export const SIGKILL = 9;
-export const SIGUSR1 = 10;
-export const SIGSEGV = 11;
-export const SIGUSR2 = 12;
-export const SIGPIPE = 13;
-export const SIGALRM = 14;
-export const SIGTERM = 15;
-export const SIGSTKFLT = 16;
-export const SIGCHLD = 17;
-export const SIGCONT = 18;
-export const SIGSTOP = 19;
-export const SIGTSTP = 20;
-export const SIGTTIN = 21;
-export const SIGTTOU = 22;
-export const SIGURG = 23;
-export const SIGXCPU = 24;
-export const SIGXFSZ = 25;
-export const SIGVTALRM = 26;
-export const SIGPROF = 27;
-export const SIGWINCH = 28;
-export const SIGIO = 29;
-export const SIGPWR = 30;
-export const SIGSYS = 31;
-export const SIGRTMIN = 32;
-export const SIGRTMAX = 64;
-/** Signals are numbered 1..NSIG. */
-export const NSIG = 64;
+// vmm (spaces.ts, aspace.ts) imports these from here.
+export { BUS_ADRERR, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV } from "../../lib/linux/signals.ts";
 
 /** A set of signals in sigset_t layout: bit (n - 1) is signal n. */
 export type SignalSet = bigint;
@@ -50,17 +58,6 @@ export const FULL_SIGNAL_SET: SignalSet = (1n << 64n) - 1n;
 export const SIG_DFL = 0n;
 export const SIG_IGN = 1n;
 
-// sa_flags bits (asm-generic/signal-defs.h, SA_RESTORER from powerpc's asm/signal.h).
-export const SA_NOCLDSTOP = 0x00000001n;
-export const SA_NOCLDWAIT = 0x00000002n;
-export const SA_SIGINFO = 0x00000004n;
-export const SA_UNSUPPORTED = 0x00000400n;
-export const SA_EXPOSE_TAGBITS = 0x00000800n;
-export const SA_RESTORER = 0x04000000n;
-export const SA_ONSTACK = 0x08000000n;
-export const SA_RESTART = 0x10000000n;
-export const SA_NODEFER = 0x40000000n;
-export const SA_RESETHAND = 0x80000000n;
 /** The flags Linux keeps; others are cleared so that a program can detect missing support. */
 export const UAPI_SA_FLAGS = SA_NOCLDSTOP | SA_NOCLDWAIT | SA_SIGINFO | SA_ONSTACK | SA_RESTART |
   SA_NODEFER | SA_RESETHAND | SA_EXPOSE_TAGBITS | SA_RESTORER;
@@ -70,82 +67,11 @@ export const SIG_BLOCK = 0;
 export const SIG_UNBLOCK = 1;
 export const SIG_SETMASK = 2;
 
-// si_code values.
-export const SI_USER = 0;
-export const SI_KERNEL = 0x80;
-export const SI_QUEUE = -1;
-export const SI_TIMER = -2;
-export const SI_SIGIO = -5;
-export const SI_TKILL = -6;
-export const SEGV_MAPERR = 1;
-export const SEGV_ACCERR = 2;
-export const BUS_ADRALN = 1;
-export const BUS_ADRERR = 2;
-export const ILL_ILLOPC = 1;
-export const ILL_PRVOPC = 5;
-export const TRAP_BRKPT = 1;
-export const FPE_INTDIV = 1;
-export const CLD_EXITED = 1;
-export const CLD_KILLED = 2;
-export const CLD_DUMPED = 3;
-export const CLD_TRAPPED = 4;
-export const CLD_STOPPED = 5;
-export const CLD_CONTINUED = 6;
-
 /** What SIG_DFL does with a signal (signal(7)). */
 export type DefaultAction = "terminate" | "core" | "ignore" | "stop" | "continue";
 
-const NAMES: readonly string[] = [
-  "",
-  "SIGHUP",
-  "SIGINT",
-  "SIGQUIT",
-  "SIGILL",
-  "SIGTRAP",
-  "SIGABRT",
-  "SIGBUS",
-  "SIGFPE",
-  "SIGKILL",
-  "SIGUSR1",
-  "SIGSEGV",
-  "SIGUSR2",
-  "SIGPIPE",
-  "SIGALRM",
-  "SIGTERM",
-  "SIGSTKFLT",
-  "SIGCHLD",
-  "SIGCONT",
-  "SIGSTOP",
-  "SIGTSTP",
-  "SIGTTIN",
-  "SIGTTOU",
-  "SIGURG",
-  "SIGXCPU",
-  "SIGXFSZ",
-  "SIGVTALRM",
-  "SIGPROF",
-  "SIGWINCH",
-  "SIGIO",
-  "SIGPWR",
-  "SIGSYS",
-];
-
-export function isValidSignal(signal: number): boolean {
-  return Number.isInteger(signal) && signal >= 1 && signal <= NSIG;
-}
-
 function checkSignal(signal: number, argument = "signal"): void {
   if (!isValidSignal(signal)) throw invalidArgument(argument, `signal ${signal} is not in 1..${NSIG}`);
-}
-
-/** "SIGSEGV", or "SIGRTMIN+3" for real-time signals. */
-export function signalName(signal: number): string {
-  if (!isValidSignal(signal)) return `signal ${signal}`;
-  return signal < SIGRTMIN
-    ? NAMES[signal]
-    : signal === SIGRTMIN
-    ? "SIGRTMIN"
-    : `SIGRTMIN+${signal - SIGRTMIN}`;
 }
 
 export function signalBit(signal: number): SignalSet {
@@ -343,8 +269,6 @@ export interface SignalInfo {
   timerId?: number;
   overrun?: number;
 }
-
-export const SIGINFO_SIZE = 128;
 
 type SiginfoLayout = "kill" | "rt" | "timer" | "poll" | "fault" | "child" | "sys";
 

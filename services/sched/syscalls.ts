@@ -5,8 +5,8 @@
 // an errno with bytes to write, fetch memory, sleep (BLOCKED, then the real answer), switch to a
 // new program (EXEC) or end the thread or the process.
 import { AstraError, Code, Errno, invalidArgument } from "../../lib/errors.ts";
-import { logger } from "../../lib/log.ts";
 import { PATH_MAX } from "../../lib/linux/limits.ts";
+import { SS_AUTODISARM, SS_DISABLE, SS_ONSTACK } from "../../lib/linux/signals.ts";
 import { type SyscallName, syscallName, SYSCALLS } from "../../lib/linux/syscall_numbers.ts";
 import {
   CLOCK_PROCESS_CPUTIME_ID,
@@ -32,7 +32,7 @@ import {
   futexKey,
 } from "./futex.ts";
 import { badAddress, FetchNeeded, type GuestBytes, type GuestRange, GuestReader } from "./guest_memory.ts";
-import type { SchedKernel, SleepEnd, WaitResult } from "./kernel.ts";
+import type { SchedKernel, WaitResult } from "./kernel.ts";
 import {
   decodeRlimit,
   decodeStackT,
@@ -45,15 +45,8 @@ import {
   STACK_T_SIZE,
   type SystemIdentity,
 } from "./layouts.ts";
-import {
-  COMMAND_NAME_MAX,
-  commandName,
-  type Process,
-  SS_AUTODISARM,
-  SS_DISABLE,
-  SS_ONSTACK,
-  type Thread,
-} from "./processes.ts";
+import { log } from "./log.ts";
+import { COMMAND_NAME_MAX, commandName, type Process, type Thread } from "./processes.ts";
 import {
   applySignalMask,
   decodeKernelSigaction,
@@ -61,6 +54,7 @@ import {
   KERNEL_SIGACTION_SIZE,
   UNBLOCKABLE_SIGNALS,
 } from "./signals.ts";
+import type { SleepEnd } from "./sleepers.ts";
 import type { InitialRegisters } from "./stack.ts";
 import { decodeWaitOptions, exitedStatus } from "./wait.ts";
 
@@ -97,8 +91,6 @@ export const SYSTEM_IDENTITY: SystemIdentity = {
 
 /** Per-call state kept across FETCH rounds (what a futex wait saw on its first arrival). */
 export type CallState = Map<string, unknown>;
-
-const log = logger("sched");
 
 /** MAX_ARG_STRLEN: 32 pages. */
 const MAX_ARG_STRLEN = 32 * 4096;
@@ -444,48 +436,25 @@ function sleepUntilSignal(c: Context): CallOutcome {
   };
 }
 
+/** kill, tkill and tgkill: `signal` from the calling process to a process (tid 0) or a thread. */
+function sendSignal(c: Context, pid: number, tid: number, signal: number): CallOutcome {
+  c.kernel.kill({ senderPid: c.process.pid, pid, tid, signal, forced: false, code: 0, address: 0n });
+  return ok(0);
+}
+
 const signalCalls: Partial<Record<SyscallName, Handler>> = {
-  kill: (c) => {
-    c.kernel.kill({
-      senderPid: c.process.pid,
-      pid: int(c, 0),
-      tid: 0,
-      signal: int(c, 1),
-      forced: false,
-      code: 0,
-      address: 0n,
-    });
-    return ok(0);
-  },
+  kill: (c) => sendSignal(c, int(c, 0), 0, int(c, 1)),
   tkill: (c) => {
     const tid = int(c, 0);
     if (tid <= 0) throw einval("tid", `thread id ${tid} is not positive`);
     const target = c.kernel.table.requireThread(tid);
-    c.kernel.kill({
-      senderPid: c.process.pid,
-      pid: target.process.pid,
-      tid,
-      signal: int(c, 1),
-      forced: false,
-      code: 0,
-      address: 0n,
-    });
-    return ok(0);
+    return sendSignal(c, target.process.pid, tid, int(c, 1));
   },
   tgkill: (c) => {
     const tgid = int(c, 0);
     const tid = int(c, 1);
     if (tgid <= 0 || tid <= 0) throw einval("tid", `tgkill(${tgid}, ${tid}) needs positive ids`);
-    c.kernel.kill({
-      senderPid: c.process.pid,
-      pid: tgid,
-      tid,
-      signal: int(c, 2),
-      forced: false,
-      code: 0,
-      address: 0n,
-    });
-    return ok(0);
+    return sendSignal(c, tgid, tid, int(c, 2));
   },
   rt_sigaction: (c) => {
     const signal = int(c, 0);

@@ -12,12 +12,12 @@ import {
   SIGCHLD,
   SIGCONT,
   SIGKILL,
-  signalBit,
   SIGSEGV,
   SIGSTOP,
   SIGTERM,
   SIGUSR1,
-} from "../../services/sched/signals.ts";
+} from "../../lib/linux/signals.ts";
+import { signalBit } from "../../services/sched/signals.ts";
 import { decodeWaitStatus, exitedStatus } from "../../services/sched/wait.ts";
 import { encoder, settle, startRig } from "./kernel_rig.ts";
 

@@ -16,7 +16,7 @@ import { createMachine } from "../../services/machine/server.ts";
 import { peerKernelSide } from "../../services/machine/trap_path.ts";
 import { AT_EXECFN, AT_HWCAP, AT_PAGESZ, AT_PLATFORM } from "../../services/sched/auxv.ts";
 import { STACK_TOP } from "../../services/sched/exec.ts";
-import { SIGABRT, SIGKILL, SIGSEGV, SIGTERM } from "../../services/sched/signals.ts";
+import { SIGABRT, SIGKILL, SIGSEGV, SIGTERM } from "../../lib/linux/signals.ts";
 import { buildElf, TEXT_VADDR, validExecSpec } from "./elf-image.ts";
 
 const PROGRAMS = new URL("programs/", import.meta.url).pathname;

@@ -8,7 +8,8 @@ import { SYSCALLS } from "../../lib/linux/syscall_numbers.ts";
 import { STACK_TOP } from "../../services/sched/exec.ts";
 import { FUTEX_PRIVATE_FLAG, FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_WAKE } from "../../services/sched/futex.ts";
 import { RLIM_INFINITY } from "../../services/sched/rlimits.ts";
-import { SA_RESTART, SA_SIGINFO, signalBit, SIGUSR1, SIGUSR2 } from "../../services/sched/signals.ts";
+import { SA_RESTART, SA_SIGINFO, SIGUSR1, SIGUSR2 } from "../../lib/linux/signals.ts";
+import { signalBit } from "../../services/sched/signals.ts";
 import { TEXT_VADDR } from "./elf-image.ts";
 import { encoder, type Rig, settle, startRig } from "./kernel_rig.ts";
 
