@@ -25,6 +25,9 @@ export const DEFAULT_PORTS: Record<ServiceName, number> = {
 /** Largest message either transport accepts in either direction. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
+/** Set by the supervisor in its children's environment: the process whose death ends them. */
+export const SUPERVISOR_PID_VAR = "ASTRA_SUPERVISOR_PID";
+
 /** Environment variable naming a peer's address, e.g. ASTRA_PMM_ADDRESS=pmm:7702. */
 export function peerEnvVar(name: ServiceName): string {
   return `ASTRA_${name.toUpperCase()}_ADDRESS`;

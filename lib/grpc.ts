@@ -394,10 +394,6 @@ export class GrpcTransport implements Transport {
       // calls fast meanwhile).
       "grpc.initial_reconnect_backoff_ms": 100,
       "grpc.max_reconnect_backoff_ms": 2000,
-      // Its own connection, closed by close(): in grpc-js's global pool a closed transport's
-      // connection lives on, and a peer going away later still reaches this process (whose
-      // node:http2 can abort on that GOAWAY: see the README's known problems).
-      "grpc.use_local_subchannel_pool": 1,
     });
   }
 

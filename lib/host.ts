@@ -1,6 +1,13 @@
 // Running services: all of them in one process over the in-process transport (embedded), or one
 // of them as a standalone gRPC server whose peers are remote (process mode, containers).
-import { BOOT_ORDER, DEFAULT_PORTS, peerEnvVar, readEnv, type ServiceName } from "./config.ts";
+import {
+  BOOT_ORDER,
+  DEFAULT_PORTS,
+  peerEnvVar,
+  readEnv,
+  type ServiceName,
+  SUPERVISOR_PID_VAR,
+} from "./config.ts";
 import { AstraError, Code } from "./errors.ts";
 import { GrpcServer, GrpcTransport } from "./grpc.ts";
 import { InProcessRouter } from "./inproc.ts";
@@ -119,6 +126,14 @@ export async function serveStandalone(
     };
     Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
     Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
+    watchSupervisor(() => {
+      // Peers may be gone with the supervisor: a stop that waits on them must not last forever.
+      setTimeout(() => {
+        log.warn("stop did not finish after the supervisor died; exiting", { graceMs: ORPHAN_STOP_MS });
+        Deno.exit(1);
+      }, ORPHAN_STOP_MS);
+      stop("supervisor gone");
+    });
   });
 
   for (let attempt = 1; !stopping; attempt++) {
@@ -140,6 +155,26 @@ export async function serveStandalone(
     }
   }
   await stopped;
+}
+
+/** How often a supervised service checks that its supervisor is still there. */
+const SUPERVISOR_CHECK_MS = 1000;
+/** How long an orphaned service may take to stop. */
+const ORPHAN_STOP_MS = 5000;
+
+/**
+ * A supervised service (ASTRA_SUPERVISOR_PID set) stops when its supervisor dies without stopping
+ * it (killed, crashed): an orphan would hold its port or socket and run on for nothing.
+ */
+function watchSupervisor(onGone: () => void): void {
+  const supervisor = Number(readEnv(SUPERVISOR_PID_VAR));
+  if (!supervisor) return;
+  const timer = setInterval(() => {
+    if (Deno.ppid === supervisor) return;
+    clearInterval(timer);
+    onGone();
+  }, SUPERVISOR_CHECK_MS);
+  Deno.unrefTimer(timer);
 }
 
 /**
@@ -180,4 +215,7 @@ export async function runServiceMain(
     values.listen ?? `127.0.0.1:${DEFAULT_PORTS[name]}`,
     peerAddresses(overrides),
   );
+  // Stopped: whatever is still pending (a guest's read of an inherited stdin, a peer's retry
+  // timer) must not keep the process alive.
+  Deno.exit(0);
 }

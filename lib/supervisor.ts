@@ -1,7 +1,14 @@
 // Process mode: each service a child process on loopback, started in boot order, restarted with
 // exponential backoff when it dies; every exit is logged with its cause.
 import { fileURLToPath } from "node:url";
-import { BOOT_ORDER, DEFAULT_PORTS, peerEnvVar, type ServiceName, servicePermissions } from "./config.ts";
+import {
+  BOOT_ORDER,
+  DEFAULT_PORTS,
+  peerEnvVar,
+  type ServiceName,
+  servicePermissions,
+  SUPERVISOR_PID_VAR,
+} from "./config.ts";
 import { HealthProbe } from "./grpc.ts";
 import { logger } from "./log.ts";
 
@@ -96,7 +103,7 @@ export class Supervisor {
   }
 
   private spawn(child: Child): void {
-    const env: Record<string, string> = {};
+    const env: Record<string, string> = { [SUPERVISOR_PID_VAR]: String(Deno.pid) };
     for (const [n, c] of this.children) env[peerEnvVar(n)] = c.address;
     const args = [
       "run",

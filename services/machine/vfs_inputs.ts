@@ -5,7 +5,7 @@
 import { Errno } from "../../lib/errors.ts";
 import { IOC_WRITE, ioctlDirection, ioctlSize } from "../../lib/linux/ioctl.ts";
 import { PAGE_SIZE, PATH_MAX, UIO_MAXIOV } from "../../lib/linux/limits.ts";
-import { type InputSpec, MAX_IO_BYTES } from "../../lib/linux/vfs_calls.ts";
+import { type InputSpec, MAX_IO_BYTES, SELECT_MAX_DESCRIPTORS } from "../../lib/linux/vfs_calls.ts";
 import type { TrappedThread, UserMemory } from "./kernel_side.ts";
 import { copyFromUser, stringFromUser, type UserFaultHandler } from "./user_copy.ts";
 
@@ -57,11 +57,8 @@ function copyInput(
         stringFromUser(faults, thread, memory, address, PATH_MAX, PAGE_SIZE),
         (bytes) => typeof bytes === "number" ? bytes : bytes.length ? [{ address, data: bytes }] : NONE,
       );
-    case "buffer": {
-      const length = size(args[spec.lengthArg]);
-      if (length === 0) return NONE;
-      return andThen(copyFromUser(faults, thread, memory, address, length), (data) => piece(address, data));
-    }
+    case "buffer":
+      return copyPiece(faults, thread, memory, address, size(args[spec.lengthArg]));
     case "iovec": {
       const count = Number(BigInt.asIntN(32, args[spec.countArg] ?? 0n));
       if (count <= 0 || count > UIO_MAXIOV) return NONE;
@@ -74,10 +71,33 @@ function copyInput(
     case "ioctl": {
       const request = Number(BigInt.asUintN(32, args[spec.requestArg] ?? 0n));
       const length = ioctlDirection(request) & IOC_WRITE ? ioctlSize(request) : 0;
-      if (length === 0) return NONE;
-      return andThen(copyFromUser(faults, thread, memory, address, length), (data) => piece(address, data));
+      return copyPiece(faults, thread, memory, address, length);
+    }
+    case "struct":
+      return copyPiece(faults, thread, memory, address, spec.bytes);
+    case "array": {
+      const count = BigInt.asUintN(32, args[spec.countArg] ?? 0n);
+      const elements = count > BigInt(spec.maxCount) ? spec.maxCount : Number(count);
+      return copyPiece(faults, thread, memory, address, elements * spec.elementBytes);
+    }
+    case "bitmap": {
+      const count = Number(BigInt.asIntN(32, args[spec.countArg] ?? 0n));
+      const bits = Math.min(Math.max(count, 0), SELECT_MAX_DESCRIPTORS);
+      return copyPiece(faults, thread, memory, address, Math.ceil(bits / 64) * 8);
     }
   }
+}
+
+/** `length` bytes at `address`, or nothing when there are none or they cannot be read. */
+function copyPiece(
+  faults: UserFaultHandler,
+  thread: TrappedThread,
+  memory: UserMemory,
+  address: bigint,
+  length: number,
+): Inputs | Promise<Inputs> {
+  if (length === 0) return NONE;
+  return andThen(copyFromUser(faults, thread, memory, address, length), (data) => piece(address, data));
 }
 
 /** The memory each struct iovec names, at most MAX_IO_BYTES in all (the write is short beyond). */

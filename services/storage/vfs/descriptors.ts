@@ -25,6 +25,11 @@ export class DescriptorTable {
     return this.#slots.entries();
   }
 
+  /** The descriptor `fd`, or undefined when it is not open. */
+  find(fd: number): Descriptor | undefined {
+    return this.#slots.get(fd);
+  }
+
   get(fd: number): Descriptor {
     const slot = this.#slots.get(fd);
     if (!slot) throw vfsError(Errno.EBADF, `descriptor ${fd} is not open`, "fd");

@@ -1,17 +1,32 @@
 // /dev: the console and the character devices every program expects — null, zero, full, random,
 // urandom, tty — and the links stdin, stdout, stderr and fd into /proc/self/fd. The set is fixed:
-// nothing can be created, removed or renamed in it.
+// nothing can be created, removed or renamed in it. Their modes, owners and times live in memory,
+// as devtmpfs keeps them: root may change them, and anyone with write permission may touch them.
+import { checkAttributeChange, type MemoryAttributes } from "./attributes.ts";
+import type { Credentials } from "./credentials.ts";
 import { Errno, vfsError } from "./errors.ts";
 import type {
+  AttributeChange,
   DirectoryEntry,
   DirectoryHandle,
   FileSystem,
   FsStat,
+  FsStatistics,
   NodeStat,
   Timestamp,
 } from "./filesystem.ts";
 import { MAX_IO_BYTES, OpenFile } from "./files.ts";
-import { direntType, makeDevice, PAGE_SIZE, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT } from "./linux.ts";
+import {
+  direntType,
+  makeDevice,
+  NAME_MAX,
+  PAGE_SIZE,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFMT,
+  TMPFS_MAGIC,
+} from "./linux.ts";
 import { type StdStreams, StreamFile } from "./streams.ts";
 
 /** The anonymous device /dev lives on, as devtmpfs does. */
@@ -117,10 +132,13 @@ export class DeviceFile extends OpenFile {
 export class DevicesFileSystem implements FileSystem {
   readonly kind = "devices";
   readonly source = "devtmpfs";
+  /** Each node's attributes by name ("" for /dev itself), once first looked at. */
+  readonly #attributes = new Map<string, MemoryAttributes>();
 
   constructor(
     private readonly stdio: StdStreams,
     private readonly started: Timestamp,
+    private readonly credentials: Credentials,
   ) {}
 
   #node(path: readonly string[]): Node {
@@ -129,30 +147,37 @@ export class DevicesFileSystem implements FileSystem {
     return node;
   }
 
-  #stat(inode: number, mode: number, rdev: number, size: number): FsStat {
-    return {
-      device: DEVTMPFS_DEVICE,
-      inode,
-      mode,
-      links: (mode & S_IFMT) === S_IFDIR ? 2 : 1,
-      uid: 0,
-      gid: 0,
-      rdev,
-      size,
-      blockSize: PAGE_SIZE,
-      blocks: 0,
-      accessTime: this.started,
-      modifyTime: this.started,
-      changeTime: this.started,
-    };
+  #attributesOf(path: readonly string[]): MemoryAttributes {
+    const name = path.length ? path[0] : "";
+    let attributes = this.#attributes.get(name);
+    if (!attributes) {
+      const node = path.length ? this.#node(path) : undefined;
+      const mode = !node
+        ? S_IFDIR | 0o755
+        : node.kind === "link"
+        ? S_IFLNK | 0o777
+        : S_IFCHR | node.permissions;
+      const time = this.started;
+      attributes = { mode, uid: 0, gid: 0, accessTime: time, modifyTime: time, changeTime: time };
+      this.#attributes.set(name, attributes);
+    }
+    return attributes;
   }
 
   stat(path: readonly string[]): FsStat {
-    if (path.length === 0) return this.#stat(ROOT_INODE, S_IFDIR | 0o755, 0, NODES.size * 20);
-    const node = this.#node(path);
-    const inode = inodeOf(path[0]);
-    if (node.kind === "link") return this.#stat(inode, S_IFLNK | 0o777, 0, node.target.length);
-    return this.#stat(inode, S_IFCHR | node.permissions, node.rdev, 0);
+    const node = path.length ? this.#node(path) : undefined;
+    const { mode, ...attributes } = this.#attributesOf(path);
+    return {
+      device: DEVTMPFS_DEVICE,
+      inode: node ? inodeOf(path[0]) : ROOT_INODE,
+      mode,
+      links: (mode & S_IFMT) === S_IFDIR ? 2 : 1,
+      rdev: node?.kind === "link" ? 0 : node?.rdev ?? 0,
+      size: !node ? NODES.size * 20 : node.kind === "link" ? node.target.length : 0,
+      blockSize: PAGE_SIZE,
+      blocks: 0,
+      ...attributes,
+    };
   }
 
   readLink(path: readonly string[]): { target: string } {
@@ -219,5 +244,34 @@ export class DevicesFileSystem implements FileSystem {
 
   truncate(): void {
     throw vfsError(Errno.EINVAL, "/dev holds no regular files", "path");
+  }
+
+  changeAttributes(path: readonly string[], change: AttributeChange): void {
+    const name = path.length ? path[0] : "";
+    this.#attributes.set(name, checkAttributeChange(this.#attributesOf(path), change, this.credentials));
+  }
+
+  symlink(): void {
+    this.#fixed();
+  }
+
+  link(): void {
+    this.#fixed();
+  }
+
+  /** A tmpfs mounted without size limits, as the kernel's own devtmpfs mount is: no counts. */
+  statistics(): FsStatistics {
+    return {
+      type: TMPFS_MAGIC,
+      blockSize: PAGE_SIZE,
+      blocks: 0,
+      freeBlocks: 0,
+      availableBlocks: 0,
+      files: 0,
+      freeFiles: 0,
+      id: [DEVTMPFS_DEVICE, 0],
+      nameMax: NAME_MAX,
+      fragmentSize: PAGE_SIZE,
+    };
   }
 }

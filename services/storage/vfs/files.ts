@@ -2,10 +2,32 @@
 // offset and status flags) between descriptors; the description lives until the last descriptor
 // referring to it is closed. Each kind of object (host file, directory, pipe end, stream, device,
 // O_PATH location) answers the operations it supports and fails the others with Linux's errno.
+import type { Credentials } from "./credentials.ts";
 import { Errno, vfsError } from "./errors.ts";
-import type { DirectoryEntry, DirectoryHandle, NodeStat } from "./filesystem.ts";
+import type {
+  AttributeChange,
+  DirectoryEntry,
+  DirectoryHandle,
+  FsStatistics,
+  NodeStat,
+} from "./filesystem.ts";
 import { direntRecordBytes, encodeDirents, type PositionedEntry } from "./layouts.ts";
-import { O_ACCMODE, O_PATH, O_RDONLY, O_RDWR, O_WRONLY, SEEK_CUR, SEEK_END, SEEK_SET } from "./linux.ts";
+import {
+  NAME_MAX,
+  O_ACCMODE,
+  O_PATH,
+  O_RDONLY,
+  O_RDWR,
+  O_WRONLY,
+  PAGE_SIZE,
+  POLLIN,
+  POLLOUT,
+  POLLRDNORM,
+  POLLWRNORM,
+  SEEK_CUR,
+  SEEK_END,
+  SEEK_SET,
+} from "./linux.ts";
 import { joinPath } from "./paths.ts";
 
 export type Awaitable<T> = T | Promise<T>;
@@ -27,6 +49,33 @@ export interface IoctlResult {
 /** Largest transfer of one read or write: what one message can carry, with room to spare. */
 export const MAX_IO_BYTES = 8 * 1024 * 1024;
 
+/** What poll(2) reports for a file that never makes a reader or writer wait (DEFAULT_POLLMASK). */
+const ALWAYS_READY = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
+
+/** simple_statfs: what a kernel-internal file system (pipefs, sockfs, devpts) reports. */
+export function pseudoStatistics(type: number): FsStatistics {
+  return {
+    type,
+    blockSize: PAGE_SIZE,
+    blocks: 0,
+    freeBlocks: 0,
+    availableBlocks: 0,
+    files: 0,
+    freeFiles: 0,
+    id: [0, 0],
+    nameMax: NAME_MAX,
+    fragmentSize: PAGE_SIZE,
+  };
+}
+
+/** A promise that settles only when `signal` aborts: the wait of something that never changes. */
+export function untilAborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((_, reject) =>
+    signal.addEventListener("abort", () => reject(signal.reason), { once: true })
+  );
+}
+
 export abstract class OpenFile {
   abstract readonly kind: FileKind;
   /** The file offset, shared by every descriptor on this description. */
@@ -36,6 +85,7 @@ export abstract class OpenFile {
   mountId = 0;
   mountRoot = false;
   #references = 0;
+  #closeHooks: (() => void)[] = [];
 
   /** `flags`: what F_GETFL answers, the access mode and the status flags. */
   constructor(public flags: number) {}
@@ -65,12 +115,22 @@ export abstract class OpenFile {
 
   /** Drops one descriptor's reference; the last one releases the object. */
   release(): void {
-    if (--this.#references === 0) this.close();
+    if (--this.#references === 0) this.#end();
   }
 
   /** Releases a description that no descriptor ever came to hold (its open failed later on). */
   discard(): void {
-    if (this.#references === 0) this.close();
+    if (this.#references === 0) this.#end();
+  }
+
+  /** Runs `hook` once the description is released (flock's locks end with it). */
+  whenClosed(hook: () => void): void {
+    this.#closeHooks.push(hook);
+  }
+
+  #end(): void {
+    this.close();
+    for (const hook of this.#closeHooks.splice(0)) hook();
   }
 
   /** What readlink of /proc/<pid>/fd/N shows. */
@@ -120,6 +180,29 @@ export abstract class OpenFile {
   /** Bytes that a read would return now (FIONREAD); undefined where the request does not apply. */
   readableBytes(): number | undefined {
     return undefined;
+  }
+
+  /** poll(2)'s events that hold now: by default those of a file that never waits. */
+  pollEvents(): number {
+    return ALWAYS_READY;
+  }
+
+  /** Settles when what pollEvents answers may have changed (rejects when `signal` aborts). */
+  pollChange(signal: AbortSignal): Promise<void> {
+    return untilAborted(signal);
+  }
+
+  /** fstatfs of an object on no mount (a pipe, a standard stream); those on one ask its file system. */
+  fileSystemStatistics(): FsStatistics {
+    throw vfsError(Errno.ENOSYS, `a ${this.kind} is on no file system`, "fd");
+  }
+
+  /**
+   * chmod, chown or utimensat through a descriptor whose object is on no mount (a pipe, a
+   * standard stream): the VFS changes objects that are on a mount through their file system.
+   */
+  changeAttributes(_change: AttributeChange, _caller: Credentials): void {
+    throw vfsError(Errno.EPERM, `the attributes of a ${this.kind} outside the VFS cannot change`, "fd");
   }
 
   /** Requests specific to the object (terminal requests); the generic ones are the VFS's. */

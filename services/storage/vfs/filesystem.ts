@@ -35,6 +35,35 @@ export interface NodeStat extends FsStat {
   mountRoot: boolean;
 }
 
+/** A time utimensat sets: a moment, or the current time when the change is made. */
+export type TimeChange = Timestamp | "now";
+
+/** What one chmod, chown or utimensat changes; what a change leaves out stays as it is. */
+export type AttributeChange =
+  /** chmod: the new permission bits (S_IALLUGO). */
+  | { kind: "mode"; permissions: number }
+  /** chown: the new owner and group; an absent one is kept (-1). */
+  | { kind: "owner"; uid?: number; gid?: number }
+  /** utimensat: the new access and modification times; an absent one is kept (UTIME_OMIT). */
+  | { kind: "times"; access?: TimeChange; modify?: TimeChange };
+
+/** What statfs(2) reports about a file system, but for f_flags (the mount's). */
+export interface FsStatistics {
+  /** f_type: the file system's magic number. */
+  type: number;
+  blockSize: number;
+  blocks: number;
+  freeBlocks: number;
+  /** Free blocks an unprivileged user may use. */
+  availableBlocks: number;
+  files: number;
+  freeFiles: number;
+  /** f_fsid's two words. */
+  id: readonly [number, number];
+  nameMax: number;
+  fragmentSize: number;
+}
+
 /** One name in a directory listing. */
 export interface DirectoryEntry {
   name: string;
@@ -88,4 +117,15 @@ export interface FileSystem {
   /** RENAME_EXCHANGE: both exist; they swap names. */
   exchange(a: readonly string[], b: readonly string[]): void;
   truncate(path: readonly string[], length: number): void;
+  /**
+   * chmod, chown or utimensat of the node at `path` itself (a final symbolic link is not
+   * followed). The file system checks the caller's right to make the change.
+   */
+  changeAttributes(path: readonly string[], change: AttributeChange): void;
+  /** Creates a symbolic link to `target` at `path`, which does not exist. */
+  symlink(path: readonly string[], target: string): void;
+  /** Makes `to`, which does not exist, another name of `from`, which is not a directory. */
+  link(from: readonly string[], to: readonly string[]): void;
+  /** statfs(2). */
+  statistics(): FsStatistics;
 }

@@ -3,19 +3,28 @@
 // VFS resolved component by component, so a guest call is atomic with respect to every other guest
 // call, and the guest's credentials are the host process's: the host kernel checks permissions.
 // FIFOs, sockets and device nodes inside the folder are not opened (ENXIO): opening one would
-// block the service or reach the host's own devices.
+// block the service or reach the host's own devices. Deno's file API keeps and reports times to
+// the millisecond, so that is the precision of times here; and it has no call for extended
+// attributes, so the folder is a file system without them.
+import * as nodeFs from "node:fs";
 import { Errno, hostError, onHost, vfsError } from "./errors.ts";
 import type {
+  AttributeChange,
   DirectoryEntry,
   DirectoryHandle,
   FileSystem,
   FsStat,
+  FsStatistics,
   NodeStat,
+  TimeChange,
   Timestamp,
 } from "./filesystem.ts";
 import { MAX_IO_BYTES, OpenFile, seekTarget } from "./files.ts";
 import {
+  deviceMajor,
+  deviceMinor,
   direntType,
+  NAME_MAX,
   O_ACCMODE,
   O_APPEND,
   O_RDONLY,
@@ -34,6 +43,17 @@ function timestamp(date: Date | null): Timestamp {
   const ms = date?.getTime() ?? 0;
   const seconds = Math.floor(ms / 1000);
   return { seconds, nanoseconds: (ms - seconds * 1000) * 1_000_000 };
+}
+
+/**
+ * A time as the host takes it. Deno turns a negative instant with a fraction of a second into an
+ * invalid timespec, so before 1970 only whole seconds (tv_sec, which Linux keeps) are given.
+ */
+function hostTime(time: TimeChange): Date {
+  if (time === "now") return new Date();
+  const fraction = time.seconds < 0 ? 0 : Math.floor(time.nanoseconds / 1_000_000);
+  // Date holds ±8.64e15 ms; a time beyond it is clamped there (the host clamps to its own range).
+  return new Date(Math.max(-8.64e15, Math.min(8.64e15, time.seconds * 1000 + fraction)));
 }
 
 /** A host stat in the guest's terms. Deno reports times to the millisecond. */
@@ -270,5 +290,72 @@ export class HostFolderFileSystem implements FileSystem {
 
   truncate(path: readonly string[], length: number): void {
     onHost("truncate", () => Deno.truncateSync(this.#host(path), length));
+  }
+
+  /** Changed on the host, which checks the service's right to (EPERM as for any caller). */
+  changeAttributes(path: readonly string[], change: AttributeChange): void {
+    const host = this.#host(path);
+    switch (change.kind) {
+      case "mode":
+        onHost("chmod", () => Deno.chmodSync(host, change.permissions));
+        return;
+      case "owner":
+        onHost("lchown", () => nodeFs.lchownSync(host, change.uid ?? -1, change.gid ?? -1));
+        return;
+      case "times": {
+        // An omitted time is written back as the host reports it.
+        const kept = change.access && change.modify ? undefined : onHost("lstat", () => Deno.lstatSync(host));
+        const atime = change.access ? hostTime(change.access) : kept?.atime ?? new Date(0);
+        const mtime = change.modify ? hostTime(change.modify) : kept?.mtime ?? new Date(0);
+        onHost("utimensat", () => nodeFs.lutimesSync(host, atime, mtime));
+        return;
+      }
+    }
+  }
+
+  symlink(path: readonly string[], target: string): void {
+    try {
+      Deno.symlinkSync(target, this.#host(path));
+    } catch (err) {
+      // Deno makes links only with unscoped read and write permission, which a service limited to
+      // its folders lacks: the folder is then a file system that makes no symbolic links.
+      if (err instanceof Deno.errors.NotCapable) {
+        throw vfsError(Errno.EPERM, "this service may not make symbolic links on the host", "path");
+      }
+      throw hostError(err, "symlink");
+    }
+  }
+
+  link(from: readonly string[], to: readonly string[]): void {
+    onHost("link", () => Deno.linkSync(this.#host(from), this.#host(to)));
+  }
+
+  /** The host file system's; f_fsid is its device number (huge_encode_dev), as ext2 reports it. */
+  statistics(): FsStatistics {
+    let host: nodeFs.StatsFs;
+    try {
+      host = nodeFs.statfsSync(this.source);
+    } catch (err) {
+      // Without the "statfs" system permission the host file system cannot be asked: answered as
+      // a file system that does not support statfs.
+      if (err instanceof Deno.errors.NotCapable) {
+        throw vfsError(Errno.ENOSYS, "this service may not ask the host for statfs", "path");
+      }
+      throw hostError(err, "statfs");
+    }
+    const device = onHost("stat", () => Deno.statSync(this.source).dev);
+    const major = deviceMajor(device), minor = deviceMinor(device);
+    return {
+      type: host.type,
+      blockSize: host.bsize,
+      blocks: host.blocks,
+      freeBlocks: host.bfree,
+      availableBlocks: host.bavail,
+      files: host.files,
+      freeFiles: host.ffree,
+      id: [((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0, 0],
+      nameMax: NAME_MAX,
+      fragmentSize: host.bsize,
+    };
   }
 }

@@ -1,16 +1,20 @@
 // The structures the VFS writes into (or reads from) little-endian ppc64 guest memory, byte for
 // byte as Linux lays them out: struct stat (arch/powerpc/include/uapi/asm/stat.h), struct statx
-// (include/uapi/linux/stat.h), struct linux_dirent64, struct termios (powerpc termbits.h) and
-// struct winsize.
-import type { DirectoryEntry, NodeStat, Timestamp } from "./filesystem.ts";
+// (include/uapi/linux/stat.h), struct linux_dirent64, struct termios (powerpc termbits.h),
+// struct winsize, struct statfs (asm-generic/statfs.h), struct timespec and struct timeval, and
+// struct pollfd.
+import type { DirectoryEntry, FsStatistics, NodeStat, Timestamp } from "./filesystem.ts";
 import {
   deviceMajor,
   deviceMinor,
   NCCS,
+  POLLFD_BYTES,
   STAT_BYTES,
+  STATFS_BYTES,
   STATX_ATTR_MOUNT_ROOT,
   STATX_BYTES,
   TERMIOS_BYTES,
+  TIME_PAIR_BYTES,
   WINSIZE_BYTES,
 } from "./linux.ts";
 
@@ -174,6 +178,68 @@ export function decodeWindowSize(bytes: Uint8Array): WindowSize {
     xPixels: view.getUint16(4, LE),
     yPixels: view.getUint16(6, LE),
   };
+}
+
+/** struct statfs for ppc64: every field a 64-bit word but f_fsid's two 32-bit ones. */
+export function encodeStatfs(statistics: FsStatistics, flags: number): Uint8Array {
+  const bytes = new Uint8Array(STATFS_BYTES);
+  const view = new DataView(bytes.buffer);
+  const words = [
+    statistics.type,
+    statistics.blockSize,
+    statistics.blocks,
+    statistics.freeBlocks,
+    statistics.availableBlocks,
+    statistics.files,
+    statistics.freeFiles,
+  ];
+  words.forEach((word, i) => s64(view, 8 * i, word));
+  view.setUint32(56, statistics.id[0], LE);
+  view.setUint32(60, statistics.id[1], LE);
+  s64(view, 64, statistics.nameMax);
+  s64(view, 72, statistics.fragmentSize);
+  s64(view, 80, flags);
+  return bytes;
+}
+
+/** A struct timespec (tv_sec, tv_nsec) or struct timeval (tv_sec, tv_usec): two 64-bit words. */
+export interface TimePair {
+  seconds: number;
+  fraction: number;
+}
+
+export function decodeTimePair(bytes: Uint8Array, at = 0): TimePair {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return {
+    seconds: Number(view.getBigInt64(at, LE)),
+    fraction: Number(view.getBigInt64(at + 8, LE)),
+  };
+}
+
+export function encodeTimePair(time: TimePair): Uint8Array {
+  const bytes = new Uint8Array(TIME_PAIR_BYTES);
+  const view = new DataView(bytes.buffer);
+  s64(view, 0, time.seconds);
+  s64(view, 8, time.fraction);
+  return bytes;
+}
+
+/** struct pollfd[count]: int fd, short events (and short revents, which poll fills in). */
+export function decodePollfds(bytes: Uint8Array, count: number): { fd: number; events: number }[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return Array.from({ length: count }, (_, i) => ({
+    fd: view.getInt32(i * POLLFD_BYTES, LE),
+    events: view.getUint16(i * POLLFD_BYTES + 4, LE),
+  }));
+}
+
+/** A copy of the pollfd array `bytes` with each revents replaced. */
+export function withRevents(bytes: Uint8Array, revents: readonly number[]): Uint8Array {
+  // Copied by the constructor: a Node Buffer's slice() would be a view of the request's memory.
+  const out = new Uint8Array(bytes.subarray(0, revents.length * POLLFD_BYTES));
+  const view = new DataView(out.buffer);
+  revents.forEach((value, i) => view.setUint16(i * POLLFD_BYTES + 6, value, LE));
+  return out;
 }
 
 export function encodeInt32(value: number): Uint8Array {

@@ -1,15 +1,23 @@
 // The Linux ppc64 user ABI numbers the VFS speaks: open flags, *at flags, fcntl commands, file
-// types, ioctl requests and termios bits, statx masks and system call numbers. Values are the
+// types, ioctl requests and termios bits, statx masks, fallocate modes, flock operations, poll
+// events, xattr flags, statfs magic numbers and system call numbers. Values are the
 // powerpc ones where the architecture differs from the generic headers (O_DIRECTORY, O_NOFOLLOW,
 // O_LARGEFILE, O_DIRECT, every ioctl number, termios bits), checked against the kernel's
 // arch/powerpc/include/uapi/asm/{fcntl,ioctls,termbits,stat}.h and the cross toolchain's headers.
-// The numbers the machine's copy-in shares with the VFS (limits, the ioctl encoding, the system
-// call numbers of the VFS's calls) live in lib/linux and are re-exported here.
+// The numbers the machine's copy-in shares with the VFS (limits, the ioctl encoding, structure
+// sizes, the system call numbers of the VFS's calls) live in lib/linux and are re-exported here.
 import { IOC_NONE, IOC_READ, IOC_WRITE, ioctlRequest } from "../../../lib/linux/ioctl.ts";
 
 export { IOC_NONE, IOC_READ, IOC_WRITE, ioctlDirection, ioctlSize } from "../../../lib/linux/ioctl.ts";
 export { PAGE_SIZE, PATH_MAX, UIO_MAXIOV } from "../../../lib/linux/limits.ts";
-export { VFS_SYSCALLS as SYS } from "../../../lib/linux/vfs_calls.ts";
+export {
+  POLLFD_BYTES,
+  SELECT_MAX_DESCRIPTORS,
+  SIGSET_ARGUMENT_BYTES,
+  SIGSET_BYTES,
+  TIME_PAIR_BYTES,
+  VFS_SYSCALLS as SYS,
+} from "../../../lib/linux/vfs_calls.ts";
 
 export const O_ACCMODE = 0o3;
 export const O_RDONLY = 0o0;
@@ -49,6 +57,7 @@ export const AT_FDCWD = -100;
 export const AT_SYMLINK_NOFOLLOW = 0x100;
 export const AT_REMOVEDIR = 0x200;
 export const AT_EACCESS = 0x200;
+export const AT_SYMLINK_FOLLOW = 0x400;
 export const AT_NO_AUTOMOUNT = 0x800;
 export const AT_EMPTY_PATH = 0x1000;
 export const AT_STATX_SYNC_TYPE = 0x6000;
@@ -89,7 +98,69 @@ export const S_IFIFO = 0o10000;
 /** Permission bits with set-user-ID, set-group-ID and sticky. */
 export const S_IALLUGO = 0o7777;
 export const S_IRWXUGO = 0o777;
+export const S_ISUID = 0o4000;
+export const S_ISGID = 0o2000;
 export const S_ISVTX = 0o1000;
+export const S_IXGRP = 0o10;
+
+/** utimensat's tv_nsec values that mean "the current time" and "leave this time as it is". */
+export const UTIME_NOW = 0x3fffffff;
+export const UTIME_OMIT = 0x3ffffffe;
+
+export const FALLOC_FL_KEEP_SIZE = 0x1;
+export const FALLOC_FL_PUNCH_HOLE = 0x2;
+export const FALLOC_FL_COLLAPSE_RANGE = 0x8;
+export const FALLOC_FL_ZERO_RANGE = 0x10;
+export const FALLOC_FL_INSERT_RANGE = 0x20;
+export const FALLOC_FL_UNSHARE_RANGE = 0x40;
+export const FALLOC_FL_WRITE_ZEROES = 0x80;
+/** The mutually exclusive modes (allocation is none of these bits). */
+export const FALLOC_FL_MODE_MASK = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE |
+  FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_WRITE_ZEROES;
+
+/** posix_fadvise advice: POSIX_FADV_NORMAL (0) through POSIX_FADV_NOREUSE (5). */
+export const POSIX_FADV_NOREUSE = 5;
+
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+/** The old mandatory-lock flag, accepted and ignored since Linux 5.18. */
+export const LOCK_MAND = 32;
+
+export const SYNC_FILE_RANGE_WAIT_BEFORE = 1;
+export const SYNC_FILE_RANGE_WRITE = 2;
+export const SYNC_FILE_RANGE_WAIT_AFTER = 4;
+
+export const CLOSE_RANGE_UNSHARE = 2;
+export const CLOSE_RANGE_CLOEXEC = 4;
+
+export const POLLIN = 0x1;
+export const POLLPRI = 0x2;
+export const POLLOUT = 0x4;
+export const POLLERR = 0x8;
+export const POLLHUP = 0x10;
+export const POLLNVAL = 0x20;
+export const POLLRDNORM = 0x40;
+export const POLLWRNORM = 0x100;
+
+export const XATTR_CREATE = 1;
+export const XATTR_REPLACE = 2;
+/** Longest attribute name, and largest value and name list (include/uapi/linux/limits.h). */
+export const XATTR_NAME_MAX = 255;
+export const XATTR_SIZE_MAX = 65536;
+
+/** statfs f_type values of the file systems here. */
+export const TMPFS_MAGIC = 0x01021994;
+export const PROC_SUPER_MAGIC = 0x9fa0;
+export const PIPEFS_MAGIC = 0x50495045;
+export const DEVPTS_SUPER_MAGIC = 0x1cd1;
+export const SOCKFS_MAGIC = 0x534f434b;
+/** statfs f_flags: the mount is read-only; f_flags is filled in (always set). */
+export const ST_RDONLY = 0x1;
+export const ST_VALID = 0x20;
+/** struct statfs (and struct statfs64, the same on ppc64). */
+export const STATFS_BYTES = 120;
 
 export const DT_DIR = 4;
 export const DT_REG = 8;

@@ -2,10 +2,13 @@
 // description that dup and fork share. A read waits for data and returns what is there; with no
 // writer left it returns end of file. A write waits for room — writes of at most PIPE_BUF bytes go
 // in whole, larger ones in pieces — and fails with EPIPE once no reader is left (the SIGPIPE that
-// goes with it is sched's to send). O_NONBLOCK turns every wait into EAGAIN.
+// goes with it is sched's to send). O_NONBLOCK turns every wait into EAGAIN. A pipe's mode, owner
+// and times live in memory, as pipefs keeps them.
+import { checkAttributeChange, currentTime, type MemoryAttributes } from "./attributes.ts";
+import type { Credentials } from "./credentials.ts";
 import { Errno, vfsError } from "./errors.ts";
-import type { NodeStat, Timestamp } from "./filesystem.ts";
-import { MAX_IO_BYTES, OpenFile } from "./files.ts";
+import type { AttributeChange, FsStatistics, NodeStat } from "./filesystem.ts";
+import { MAX_IO_BYTES, OpenFile, pseudoStatistics } from "./files.ts";
 import {
   makeDevice,
   O_NONBLOCK,
@@ -13,6 +16,13 @@ import {
   PIPE_BUF,
   PIPE_DEFAULT_BYTES,
   PIPE_MAX_BYTES,
+  PIPEFS_MAGIC,
+  POLLERR,
+  POLLHUP,
+  POLLIN,
+  POLLOUT,
+  POLLRDNORM,
+  POLLWRNORM,
   S_IFIFO,
 } from "./linux.ts";
 
@@ -20,26 +30,26 @@ import {
 export const PIPEFS_DEVICE = makeDevice(0, 12);
 const EMPTY = new Uint8Array(0);
 
-function now(): Timestamp {
-  const ms = Date.now();
-  return { seconds: Math.floor(ms / 1000), nanoseconds: (ms % 1000) * 1_000_000 };
-}
-
 export class Pipe {
   capacity = PIPE_DEFAULT_BYTES;
   readers = 0;
   writers = 0;
-  readonly created = now();
-  modified = this.created;
+  attributes: MemoryAttributes;
   #chunks: Uint8Array[] = [];
   #size = 0;
   #waiters = new Set<() => void>();
 
-  constructor(
-    readonly inode: number,
-    readonly uid: number,
-    readonly gid: number,
-  ) {}
+  constructor(readonly inode: number, uid: number, gid: number) {
+    const created = currentTime();
+    this.attributes = {
+      mode: S_IFIFO | 0o600,
+      uid,
+      gid,
+      accessTime: created,
+      modifyTime: created,
+      changeTime: created,
+    };
+  }
 
   /** Bytes buffered. */
   get size(): number {
@@ -65,7 +75,7 @@ export class Pipe {
   put(data: Uint8Array): void {
     this.#chunks.push(data.slice());
     this.#size += data.length;
-    this.modified = now();
+    this.attributes.modifyTime = this.attributes.changeTime = currentTime();
   }
 
   /** Wakes everything waiting on the pipe: data, room, or an end went away. */
@@ -111,18 +121,42 @@ export class PipeFile extends OpenFile {
     return this.mounted({
       device: PIPEFS_DEVICE,
       inode: this.pipe.inode,
-      mode: S_IFIFO | 0o600,
       links: 1,
-      uid: this.pipe.uid,
-      gid: this.pipe.gid,
       rdev: 0,
       size: 0,
       blockSize: PAGE_SIZE,
       blocks: 0,
-      accessTime: this.pipe.created,
-      modifyTime: this.pipe.modified,
-      changeTime: this.pipe.modified,
+      ...this.pipe.attributes,
     });
+  }
+
+  override changeAttributes(change: AttributeChange, caller: Credentials): void {
+    this.pipe.attributes = checkAttributeChange(this.pipe.attributes, change, caller);
+  }
+
+  override fileSystemStatistics(): FsStatistics {
+    return pseudoStatistics(PIPEFS_MAGIC);
+  }
+
+  /**
+   * pipe_poll: readable with data, hung up with no writer left; writable while a PIPE_BUF write
+   * fits whole, in error with no reader left.
+   */
+  override pollEvents(): number {
+    let events = 0;
+    if (this.readable) {
+      if (this.pipe.size > 0) events |= POLLIN | POLLRDNORM;
+      if (this.pipe.writers === 0) events |= POLLHUP;
+    }
+    if (this.writable) {
+      if (this.pipe.capacity - this.pipe.size >= PIPE_BUF) events |= POLLOUT | POLLWRNORM;
+      if (this.pipe.readers === 0) events |= POLLERR;
+    }
+    return events;
+  }
+
+  override pollChange(signal: AbortSignal): Promise<void> {
+    return this.pipe.changed(signal);
   }
 
   override async read(count: number, signal: AbortSignal): Promise<Uint8Array> {

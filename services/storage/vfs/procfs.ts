@@ -2,12 +2,16 @@
 // exe (the executable sched recorded at exec), cwd, root and fd/N, one link per open descriptor.
 // Following fd/N reaches the open file itself, so /dev/stdin reopens whatever descriptor 0 is,
 // pipe or terminal included.
+import { checkAttributeChange } from "./attributes.ts";
+import { permits } from "./credentials.ts";
 import { Errno, vfsError } from "./errors.ts";
 import type {
+  AttributeChange,
   DirectoryEntry,
   DirectoryHandle,
   FileSystem,
   FsStat,
+  FsStatistics,
   LinkTarget,
   ProcessView,
   Timestamp,
@@ -17,13 +21,18 @@ import {
   DT_DIR,
   DT_LNK,
   makeDevice,
+  NAME_MAX,
   O_ACCMODE,
   O_RDONLY,
   O_RDWR,
   O_WRONLY,
+  PAGE_SIZE,
+  PROC_SUPER_MAGIC,
   S_IFDIR,
   S_IFLNK,
   S_IFMT,
+  W_OK,
+  X_OK,
 } from "./linux.ts";
 import { joinPath } from "./paths.ts";
 
@@ -237,5 +246,48 @@ export class ProcFileSystem implements FileSystem {
 
   truncate(path: readonly string[]): void {
     this.#fixed(path);
+  }
+
+  /**
+   * proc_setattr: a mode never changes (EPERM); an owner or time change is checked as anywhere
+   * and keeps no effect, as Linux's revalidation gives each entry its process's owner again.
+   */
+  changeAttributes(path: readonly string[], change: AttributeChange): void {
+    if (change.kind === "mode") {
+      throw vfsError(Errno.EPERM, `the mode of /proc/${path.join("/")} cannot change`, "path");
+    }
+    checkAttributeChange(this.stat(path), change, this.credentials);
+  }
+
+  /** Nothing is made in /proc: EACCES without write permission on the directory, else EPERM. */
+  #noNewNames(path: readonly string[]): never {
+    if (!permits(this.stat(path.slice(0, -1)), W_OK | X_OK, this.credentials)) {
+      throw vfsError(Errno.EACCES, `/proc/${path.slice(0, -1).join("/")} is not writable`, "path");
+    }
+    throw vfsError(Errno.EPERM, "/proc makes no links", "path");
+  }
+
+  symlink(path: readonly string[]): void {
+    this.#noNewNames(path);
+  }
+
+  link(_from: readonly string[], to: readonly string[]): void {
+    this.#noNewNames(to);
+  }
+
+  /** simple_statfs: the magic number and name length, no counts. */
+  statistics(): FsStatistics {
+    return {
+      type: PROC_SUPER_MAGIC,
+      blockSize: PAGE_SIZE,
+      blocks: 0,
+      freeBlocks: 0,
+      availableBlocks: 0,
+      files: 0,
+      freeFiles: 0,
+      id: [0, 0],
+      nameMax: NAME_MAX,
+      fragmentSize: PAGE_SIZE,
+    };
   }
 }

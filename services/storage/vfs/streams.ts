@@ -5,8 +5,15 @@
 // ioctls from one shared Terminal, whose raw mode follows ICANON onto the host terminal.
 import * as nodeFs from "node:fs";
 import { Errno, onHost, vfsError } from "./errors.ts";
-import type { FsStat, NodeStat, Timestamp } from "./filesystem.ts";
-import { type Awaitable, type IoctlResult, MAX_IO_BYTES, OpenFile } from "./files.ts";
+import type { FsStat, FsStatistics, NodeStat, Timestamp } from "./filesystem.ts";
+import {
+  type Awaitable,
+  type IoctlResult,
+  MAX_IO_BYTES,
+  OpenFile,
+  pseudoStatistics,
+  untilAborted,
+} from "./files.ts";
 import {
   decodeInt32,
   decodeTermios,
@@ -23,6 +30,7 @@ import {
   CS8,
   deviceMajor,
   deviceMinor,
+  DEVPTS_SUPER_MAGIC,
   ECHO,
   ECHOCTL,
   ECHOE,
@@ -40,10 +48,16 @@ import {
   ONLCR,
   OPOST,
   PAGE_SIZE,
+  PIPEFS_MAGIC,
+  POLLIN,
+  POLLOUT,
+  POLLRDNORM,
+  POLLWRNORM,
   S_IFCHR,
   S_IFIFO,
   S_IFMT,
   S_IFSOCK,
+  SOCKFS_MAGIC,
   TCFLSH,
   TCGETS,
   TCSBRK,
@@ -60,6 +74,7 @@ import {
   TIOCSCTTY,
   TIOCSPGRP,
   TIOCSWINSZ,
+  TMPFS_MAGIC,
   VDISCARD,
   VEOF,
   VERASE,
@@ -122,6 +137,16 @@ export class InputSource {
   /** Bytes received and not yet read. */
   get buffered(): number {
     return this.#buffered;
+  }
+
+  /** A read would not wait: input is buffered, or its end has come. */
+  get ready(): boolean {
+    return this.#buffered > 0 || this.#ended;
+  }
+
+  /** Settles once a read would not wait, reading from the source meanwhile. */
+  async arrival(signal: AbortSignal): Promise<void> {
+    while (!this.ready) await raceAbort(this.#pull(), signal);
   }
 
   #pull(): Promise<void> {
@@ -432,6 +457,38 @@ export class StreamFile extends OpenFile {
 
   override readableBytes(): number {
     return this.endpoint.input?.buffered ?? 0;
+  }
+
+  /** Readable once input is here (or ended); output is handed on at once, so always writable. */
+  override pollEvents(): number {
+    const input = this.readable && this.endpoint.input?.ready ? POLLIN | POLLRDNORM : 0;
+    return input | (this.writable && this.endpoint.output ? POLLOUT | POLLWRNORM : 0);
+  }
+
+  /**
+   * The file system of what the host descriptor is, judged from its fstat: a pipe, a socket, a
+   * terminal (devpts) or another device (devtmpfs). A host file has no path here to ask about.
+   */
+  override fileSystemStatistics(): FsStatistics {
+    const stat = this.endpoint.stat();
+    const major = deviceMajor(stat.rdev);
+    switch (stat.mode & S_IFMT) {
+      case S_IFIFO:
+        return pseudoStatistics(PIPEFS_MAGIC);
+      case S_IFSOCK:
+        return pseudoStatistics(SOCKFS_MAGIC);
+      case S_IFCHR:
+        return pseudoStatistics(
+          major >= PTS_MAJOR_FIRST && major <= PTS_MAJOR_LAST ? DEVPTS_SUPER_MAGIC : TMPFS_MAGIC,
+        );
+      default:
+        return super.fileSystemStatistics();
+    }
+  }
+
+  override pollChange(signal: AbortSignal): Promise<void> {
+    const input = this.endpoint.input;
+    return this.readable && input && !input.ready ? input.arrival(signal) : untilAborted(signal);
   }
 
   override ioctl(request: number, argument: bigint, input: Uint8Array | undefined): Awaitable<IoctlResult> {

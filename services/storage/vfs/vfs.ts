@@ -2,13 +2,24 @@
 // and every file system call of the guest ABI with Linux's semantics and errno. Calls are named
 // after their system calls and take the calling pid first; paths are the guest's bytes. Checks
 // run in the order Linux makes them, so a call that is wrong in two ways fails the way Linux's
-// does. Everything but waiting on a pipe or a stream is synchronous: no other guest call can run
-// in the middle of one.
+// does. Everything but waiting (on a pipe, a stream, a lock, for readiness) is synchronous: no
+// other guest call can run in the middle of one.
 import { AstraError } from "../../../lib/errors.ts";
+import { permits } from "./credentials.ts";
 import { DescriptorTable } from "./descriptors.ts";
 import { DevicesFileSystem } from "./devfs.ts";
 import { Errno, vfsError } from "./errors.ts";
-import type { DirectoryEntry, FileSystemKind, NodeStat, ProcessView, Timestamp } from "./filesystem.ts";
+import type {
+  AttributeChange,
+  DirectoryEntry,
+  FileSystemKind,
+  FsStatistics,
+  NodeStat,
+  ProcessView,
+  TimeChange,
+  Timestamp,
+} from "./filesystem.ts";
+import { FlockTable } from "./flocks.ts";
 import {
   DirectoryFile,
   type DirectoryRead,
@@ -27,7 +38,10 @@ import {
   AT_NO_AUTOMOUNT,
   AT_REMOVEDIR,
   AT_STATX_SYNC_TYPE,
+  AT_SYMLINK_FOLLOW,
   AT_SYMLINK_NOFOLLOW,
+  CLOSE_RANGE_CLOEXEC,
+  CLOSE_RANGE_UNSHARE,
   DEFAULT_DESCRIPTOR_LIMIT,
   DT_DIR,
   F_DUPFD,
@@ -35,10 +49,17 @@ import {
   F_GETFD,
   F_GETFL,
   F_GETPIPE_SZ,
-  F_OK,
   F_SETFD,
   F_SETFL,
   F_SETPIPE_SZ,
+  FALLOC_FL_COLLAPSE_RANGE,
+  FALLOC_FL_INSERT_RANGE,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_MODE_MASK,
+  FALLOC_FL_PUNCH_HOLE,
+  FALLOC_FL_UNSHARE_RANGE,
+  FALLOC_FL_WRITE_ZEROES,
+  FALLOC_FL_ZERO_RANGE,
   FD_CLOEXEC,
   FIGETBSZ,
   FIOASYNC,
@@ -47,6 +68,11 @@ import {
   FIONCLEX,
   FIONREAD,
   FIOQSIZE,
+  LOCK_EX,
+  LOCK_MAND,
+  LOCK_NB,
+  LOCK_SH,
+  LOCK_UN,
   O_ACCMODE,
   O_APPEND,
   O_CLOEXEC,
@@ -64,25 +90,37 @@ import {
   O_TRUNC,
   O_WRONLY,
   OPEN_ONLY_FLAGS,
+  POSIX_FADV_NOREUSE,
   R_OK,
   RENAME_EXCHANGE,
   RENAME_NOREPLACE,
   RENAME_WHITEOUT,
   S_IALLUGO,
+  S_IFBLK,
+  S_IFCHR,
   S_IFDIR,
+  S_IFIFO,
   S_IFLNK,
   S_IFMT,
   S_IFREG,
+  S_IFSOCK,
   S_IRWXUGO,
   S_ISVTX,
   SEEK_HOLE,
   SEEK_SET,
   SETFL_MASK,
+  ST_RDONLY,
+  ST_VALID,
   STATX_BASIC_STATS,
   STATX_BTIME,
   STATX_MNT_ID,
   STATX_RESERVED,
+  SYNC_FILE_RANGE_WAIT_AFTER,
+  SYNC_FILE_RANGE_WAIT_BEFORE,
+  SYNC_FILE_RANGE_WRITE,
   UIO_MAXIOV,
+  UTIME_NOW,
+  UTIME_OMIT,
   VALID_OPEN_FLAGS,
   W_OK,
   X_OK,
@@ -101,6 +139,15 @@ import { joinPath, parsePath, pathBytes, pathText } from "./paths.ts";
 import { Pipe, PipeFile } from "./pipe.ts";
 import { type StdStreams, StreamFile } from "./streams.ts";
 import { ProcFileSystem } from "./procfs.ts";
+import {
+  isInSet,
+  type PollRequest,
+  pollRound,
+  selectRound,
+  type SelectSets,
+  whenReady,
+} from "./readiness.ts";
+import { xattrRefusal } from "./xattrs.ts";
 
 /** How a new process gets its descriptor table. */
 export type Inheritance = "copy" | "share" | "new";
@@ -163,6 +210,31 @@ export interface StatxResult {
   mask: number;
 }
 
+/** What statfs reports: the file system's statistics and the mount's flags. */
+export interface MountStatistics extends FsStatistics {
+  flags: number;
+}
+
+/** The file an *xattr call is about: a path (its last link followed or not), or a descriptor. */
+export type XattrTarget = { path: Uint8Array | string; follow: boolean } | { fd: number };
+
+/** A loff_t pointer argument read when the call gets to it: undefined when it is NULL. */
+export type OffsetArgument = () => number | undefined;
+
+export interface CopyResult {
+  copied: number;
+  inOffset: number;
+  outOffset: number;
+}
+
+/** Where a call that makes a name puts it. */
+interface NewName {
+  parent: NodeLocation;
+  path: string[];
+  mount: Mount;
+  relative: string[];
+}
+
 const DEFAULT_UMASK = 0o022;
 
 class GuestProcess implements ProcessView {
@@ -209,16 +281,18 @@ export class Vfs {
   readonly credentials: { uid: number; gid: number };
   readonly #processes = new Map<number, GuestProcess>();
   readonly #held = new HeldFileTable();
+  readonly #flocks = new FlockTable();
   readonly #stdio: StdStreams;
-  readonly #descriptorLimit: number;
+  /** RLIMIT_NOFILE of every descriptor table (poll's limit on nfds). */
+  readonly descriptorLimit: number;
   #nextPipeInode = 1;
 
   constructor(options: VfsOptions) {
     this.#stdio = options.stdio;
-    this.#descriptorLimit = options.descriptorLimit ?? DEFAULT_DESCRIPTOR_LIMIT;
+    this.descriptorLimit = options.descriptorLimit ?? DEFAULT_DESCRIPTOR_LIMIT;
     this.credentials = { uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0 };
     const started = now();
-    this.namespace.mount(["dev"], new DevicesFileSystem(options.stdio, started), false);
+    this.namespace.mount(["dev"], new DevicesFileSystem(options.stdio, started, this.credentials), false);
     this.namespace.mount(["proc"], new ProcFileSystem(this.#processes, this.credentials, started), false);
   }
 
@@ -267,7 +341,7 @@ export class Vfs {
       if (!isDirectory(cwd.stat)) {
         throw vfsError(Errno.ENOTDIR, `working directory ${cwdText} is not a directory`, "working_directory");
       }
-      const table = new DescriptorTable(this.#descriptorLimit);
+      const table = new DescriptorTable(this.descriptorLimit);
       if (options.stdio) {
         const { stdin, stdout, stderr } = this.#stdio;
         [stdin, stdout, stderr].forEach((endpoint, fd) => {
@@ -383,6 +457,11 @@ export class Vfs {
     return signal && waits ? AbortSignal.any([process.exit.signal, signal]) : process.exit.signal;
   }
 
+  /** What ends a wait of `process` on a lock or for readiness: its exit, or the caller giving up. */
+  #endings(process: GuestProcess, signal: AbortSignal | undefined): AbortSignal[] {
+    return signal ? [process.exit.signal, signal] : [process.exit.signal];
+  }
+
   /** Where a relative path starts: the working directory, or the directory `dirFd` names. */
   #start(process: GuestProcess, dirFd: number, absolute: boolean): string[] {
     if (absolute) return [];
@@ -440,14 +519,7 @@ export class Vfs {
 
   /** Whether the guest's credentials grant `mode` (R_OK | W_OK | X_OK) on a node. */
   #permits(stat: NodeStat, mode: number): boolean {
-    if (mode === F_OK) return true;
-    const { uid, gid } = this.credentials;
-    if (uid === 0) {
-      // Root may read and write anything, and execute anything with an execute bit.
-      return (mode & X_OK) === 0 || isDirectory(stat) || (stat.mode & 0o111) !== 0;
-    }
-    const shift = stat.uid === uid ? 6 : stat.gid === gid ? 3 : 0;
-    return (((stat.mode >> shift) & 7) & mode) === mode;
+    return permits(stat, mode, this.credentials);
   }
 
   #placed(
@@ -1114,6 +1186,552 @@ export class Vfs {
     process.table.installAt(readFd, new PipeFile(O_RDONLY | status, pipe), closeOnExec);
     process.table.installAt(writeFd, new PipeFile(O_WRONLY | status, pipe), closeOnExec);
     return [readFd, writeFd];
+  }
+
+  // ---- changing files ----
+
+  /**
+   * The node behind a descriptor, reached again by the path it was opened by: ESTALE once that
+   * path leads elsewhere (the file was renamed or removed). Undefined for an object on no mount.
+   */
+  #nodeOfFile(process: GuestProcess, file: OpenFile): NodeLocation | undefined {
+    if (!file.path) return undefined;
+    const stat = file.stat();
+    let location: NodeLocation | undefined;
+    try {
+      location = this.namespace.locate([...file.path], process);
+    } catch (err) {
+      if (!isErrno(err, Errno.ENOENT) && !isErrno(err, Errno.ENOTDIR)) throw err;
+    }
+    if (!location || location.stat.device !== stat.device || location.stat.inode !== stat.inode) {
+      throw vfsError(Errno.ESTALE, `${joinPath(file.path)} is no longer the descriptor's file`, "fd");
+    }
+    return location;
+  }
+
+  /** The mount a descriptor's object is on; undefined for one on no mount (a pipe, a stream). */
+  #mountOf(file: OpenFile): Mount | undefined {
+    return file.mountId ? this.namespace.mounts.find((m) => m.id === file.mountId) : undefined;
+  }
+
+  /** notify_change on what `location` names: EROFS on a read-only mount, then the file system's own checks. */
+  #changeAttributes(process: GuestProcess, location: Location, change: AttributeChange): void {
+    const node = location.kind === "node" ? location : this.#nodeOfFile(process, location.file);
+    if (!node) {
+      if (location.kind === "file") location.file.changeAttributes(change, this.credentials);
+      return;
+    }
+    if (node.mount.readOnly) {
+      throw vfsError(Errno.EROFS, `${joinPath(node.path)} is on a read-only mount`, "path");
+    }
+    if (change.kind === "mode" && isSymlink(node.stat)) {
+      throw vfsError(Errno.ENOTSUP, "the mode of a symbolic link cannot change", "path");
+    }
+    node.mount.fs.changeAttributes(node.relative, change);
+  }
+
+  /**
+   * The file fchmodat2, fchownat or utimensat names, with their flags AT_SYMLINK_NOFOLLOW and
+   * AT_EMPTY_PATH (checked before the path is read: a NULL one is EFAULT).
+   */
+  #resolveAt(
+    process: GuestProcess,
+    dirFd: number,
+    path: Uint8Array | string | undefined,
+    flags: number,
+  ): Location {
+    if (flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)) {
+      throw vfsError(Errno.EINVAL, `flags 0x${flags.toString(16)} has unknown bits`, "flags");
+    }
+    if (path === undefined) throw vfsError(Errno.EFAULT, "the path is NULL", "path");
+    return this.#resolve(process, dirFd, path, !(flags & AT_SYMLINK_NOFOLLOW), (flags & AT_EMPTY_PATH) !== 0);
+  }
+
+  /**
+   * fchmodat2(2), whose flags may be AT_SYMLINK_NOFOLLOW (a symbolic link's mode cannot change:
+   * EOPNOTSUPP) and AT_EMPTY_PATH; chmod and fchmodat take no flags.
+   */
+  fchmodat(pid: number, dirFd: number, path: Uint8Array | string, mode: number, flags = 0): void {
+    const process = this.#process(pid);
+    const location = this.#resolveAt(process, dirFd, path, flags);
+    this.#changeAttributes(process, location, { kind: "mode", permissions: mode & S_IALLUGO });
+  }
+
+  /** fchmod(2). */
+  fchmod(pid: number, fd: number, mode: number): void {
+    const { process, file } = this.#usable(pid, fd);
+    this.#changeAttributes(process, { kind: "file", file }, { kind: "mode", permissions: mode & S_IALLUGO });
+  }
+
+  /** fchownat(2) (chown, lchown); an undefined owner or group is left as it is (-1). */
+  fchownat(
+    pid: number,
+    dirFd: number,
+    path: Uint8Array | string,
+    uid: number | undefined,
+    gid: number | undefined,
+    flags: number,
+  ): void {
+    const process = this.#process(pid);
+    const location = this.#resolveAt(process, dirFd, path, flags);
+    this.#changeAttributes(process, location, { kind: "owner", uid, gid });
+  }
+
+  /** fchown(2). */
+  fchown(pid: number, fd: number, uid: number | undefined, gid: number | undefined): void {
+    const { process, file } = this.#usable(pid, fd);
+    this.#changeAttributes(process, { kind: "file", file }, { kind: "owner", uid, gid });
+  }
+
+  /**
+   * utimensat(2) (and utimes, futimesat, utime): `times` is [access, modification], each with
+   * tv_nsec UTIME_NOW or UTIME_OMIT allowed; undefined sets both to now. An undefined `path`
+   * (NULL) with a descriptor changes that descriptor's file (futimens).
+   */
+  utimensat(
+    pid: number,
+    dirFd: number,
+    path: Uint8Array | string | undefined,
+    times: readonly [Timestamp, Timestamp] | undefined,
+    flags: number,
+  ): void {
+    // Nothing to do, and the path is not even looked at.
+    if (times && times[0].nanoseconds === UTIME_OMIT && times[1].nanoseconds === UTIME_OMIT) return;
+    const process = this.#process(pid);
+    let location: Location;
+    if (path === undefined && dirFd !== AT_FDCWD) {
+      if (flags) throw vfsError(Errno.EINVAL, "futimens takes no flags", "flags");
+      location = { kind: "file", file: this.#usable(pid, dirFd).file };
+    } else {
+      location = this.#resolveAt(process, dirFd, path, flags);
+    }
+    const time = (t: Timestamp): TimeChange | undefined => {
+      if (t.nanoseconds === UTIME_NOW) return "now";
+      if (t.nanoseconds === UTIME_OMIT) return undefined;
+      if (t.nanoseconds < 0 || t.nanoseconds > 999_999_999) {
+        throw vfsError(Errno.EINVAL, `tv_nsec ${t.nanoseconds} is out of range`, "times");
+      }
+      return t;
+    };
+    const access = times ? time(times[0]) : "now";
+    const modify = times ? time(times[1]) : "now";
+    this.#changeAttributes(process, location, { kind: "times", access, modify });
+  }
+
+  /** truncate(2). */
+  truncate(pid: number, path: Uint8Array | string, length: number): void {
+    if (length < 0) throw vfsError(Errno.EINVAL, `length ${length} is negative`, "length");
+    const process = this.#process(pid);
+    const location = this.#resolve(process, AT_FDCWD, path, true);
+    const type = this.#statOf(location).mode & S_IFMT;
+    if (type === S_IFDIR) throw vfsError(Errno.EISDIR, `${pathText(path)} is a directory`, "path");
+    if (type !== S_IFREG || location.kind !== "node") {
+      throw vfsError(Errno.EINVAL, `${pathText(path)} is not a regular file`, "path");
+    }
+    if (location.mount.readOnly) {
+      throw vfsError(Errno.EROFS, `${joinPath(location.path)} is on a read-only mount`, "path");
+    }
+    if (length > Number.MAX_SAFE_INTEGER) {
+      throw vfsError(Errno.EFBIG, "length is past the largest file size", "length");
+    }
+    location.mount.fs.truncate(location.relative, length);
+  }
+
+  /**
+   * filename_create: where a new name goes — its parent found, then EEXIST for ".", "..", "/" or
+   * a name that exists, ENOENT for a missing name with a trailing slash, EROFS last.
+   */
+  #newName(process: GuestProcess, dirFd: number, path: Uint8Array | string): NewName {
+    const text = pathText(path);
+    if (text === "") throw vfsError(Errno.ENOENT, "the path is empty", "path");
+    const parsed = parsePath(text);
+    const { parent, last, name, trailingSlash } = this.namespace.walkParent(
+      process,
+      this.#start(process, dirFd, parsed.absolute),
+      parsed,
+    );
+    if (last !== "normal") throw vfsError(Errno.EEXIST, `${text} exists`, "path");
+    const child = [...parent.path, name];
+    if (this.#existing(child, process)) throw vfsError(Errno.EEXIST, `${joinPath(child)} exists`, "path");
+    if (trailingSlash) throw vfsError(Errno.ENOENT, `${joinPath(child)}/ names no directory`, "path");
+    const { mount, relative } = this.namespace.mountAt(child);
+    if (mount.readOnly) throw vfsError(Errno.EROFS, `${joinPath(child)} is on a read-only mount`, "path");
+    return { parent, path: child, mount, relative };
+  }
+
+  /** symlinkat(2) (symlink): a link to `target`, which is kept as given and not looked up. */
+  symlinkat(pid: number, target: Uint8Array | string, dirFd: number, path: Uint8Array | string): void {
+    const targetText = pathText(target, "target");
+    if (targetText === "") throw vfsError(Errno.ENOENT, "the target is empty", "target");
+    const process = this.#process(pid);
+    const { mount, relative } = this.#newName(process, dirFd, path);
+    mount.fs.symlink(relative, targetText);
+  }
+
+  /**
+   * linkat(2) (link): a new name for an existing file, a final symbolic link followed only with
+   * AT_SYMLINK_FOLLOW; AT_EMPTY_PATH (the descriptor's own file) is root's (ENOENT otherwise).
+   */
+  linkat(
+    pid: number,
+    oldDirFd: number,
+    oldPath: Uint8Array | string,
+    newDirFd: number,
+    newPath: Uint8Array | string,
+    flags: number,
+  ): void {
+    if (flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH)) {
+      throw vfsError(Errno.EINVAL, `flags 0x${flags.toString(16)} has unknown bits`, "flags");
+    }
+    const emptyPath = (flags & AT_EMPTY_PATH) !== 0;
+    if (emptyPath && this.credentials.uid !== 0) {
+      throw vfsError(Errno.ENOENT, "AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH", "flags");
+    }
+    const process = this.#process(pid);
+    const old = this.#resolve(process, oldDirFd, oldPath, (flags & AT_SYMLINK_FOLLOW) !== 0, emptyPath);
+    const source = old.kind === "node" ? old : this.#nodeOfFile(process, old.file);
+    const target = this.#newName(process, newDirFd, newPath);
+    if (!source || source.mount !== target.mount) {
+      throw vfsError(Errno.EXDEV, "a hard link cannot cross file systems", "new_path");
+    }
+    if (isDirectory(source.stat)) {
+      throw vfsError(Errno.EPERM, "a directory cannot be hard linked", "old_path");
+    }
+    source.mount.fs.link(source.relative, target.relative);
+  }
+
+  /**
+   * mknodat(2) (mknod): a regular file, made as creat(2) makes one (the umask applied). No file
+   * system here makes FIFOs, sockets or device nodes: EPERM, as for one without ->mknod, after
+   * the checks Linux makes first (write permission on the directory, CAP_MKNOD for devices).
+   */
+  mknodat(pid: number, dirFd: number, path: Uint8Array | string, mode: number): void {
+    const type = mode & S_IFMT;
+    if (type === S_IFDIR) throw vfsError(Errno.EPERM, "mknod does not make directories", "mode");
+    if (![0, S_IFREG, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK].includes(type)) {
+      throw vfsError(Errno.EINVAL, `mode 0${mode.toString(8)} has no file type mknod makes`, "mode");
+    }
+    const process = this.#process(pid);
+    const { parent, mount, relative } = this.#newName(process, dirFd, path);
+    if (type === 0 || type === S_IFREG) {
+      mount.fs.create(relative, O_WRONLY, mode & S_IALLUGO & ~process.umask).discard();
+      return;
+    }
+    if (!this.#permits(parent.stat, W_OK | X_OK)) {
+      throw vfsError(Errno.EACCES, `${joinPath(parent.path)} is not writable`, "path");
+    }
+    if ((type === S_IFCHR || type === S_IFBLK) && this.credentials.uid !== 0) {
+      throw vfsError(Errno.EPERM, "making a device node needs CAP_MKNOD", "mode");
+    }
+    throw vfsError(Errno.EPERM, `a ${mount.fs.kind} file system makes no special files`, "mode");
+  }
+
+  // ---- file systems ----
+
+  #statistics(location: Location): MountStatistics {
+    if (location.kind === "node") return this.#mountStatistics(location.mount);
+    const mount = this.#mountOf(location.file);
+    return mount
+      ? this.#mountStatistics(mount)
+      : { ...location.file.fileSystemStatistics(), flags: ST_VALID };
+  }
+
+  #mountStatistics(mount: Mount): MountStatistics {
+    return { ...mount.fs.statistics(), flags: ST_VALID | (mount.readOnly ? ST_RDONLY : 0) };
+  }
+
+  /** statfs(2). */
+  statfs(pid: number, path: Uint8Array | string): MountStatistics {
+    return this.#statistics(this.#resolve(this.#process(pid), AT_FDCWD, path, true));
+  }
+
+  /** fstatfs(2); an O_PATH descriptor will do. */
+  fstatfs(pid: number, fd: number): MountStatistics {
+    return this.#statistics({ kind: "file", file: this.#file(pid, fd).file });
+  }
+
+  /**
+   * fallocate(2): mode 0 grows the file to cover the range, FALLOC_FL_KEEP_SIZE only reserves
+   * (which the host file system does on its own when written); punching holes, zeroing, collapsing,
+   * inserting and unsharing ranges are not supported here (EOPNOTSUPP, once the descriptor has
+   * been checked as for any mode).
+   */
+  fallocate(pid: number, fd: number, mode: number, offset: number, length: number): void {
+    const { file } = this.#usable(pid, fd);
+    if (offset < 0 || length <= 0) {
+      throw vfsError(Errno.EINVAL, "the offset is negative or the length not positive", "length");
+    }
+    // The modes exclude each other (but for FALLOC_FL_KEEP_SIZE), as vfs_fallocate checks them.
+    const modes = mode & FALLOC_FL_MODE_MASK;
+    const keep = (mode & FALLOC_FL_KEEP_SIZE) !== 0;
+    const valid = (mode & ~(FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE)) === 0 &&
+      (modes === 0 || modes === FALLOC_FL_UNSHARE_RANGE || modes === FALLOC_FL_ZERO_RANGE ||
+        (modes === FALLOC_FL_PUNCH_HOLE && keep) ||
+        ((modes === FALLOC_FL_COLLAPSE_RANGE || modes === FALLOC_FL_INSERT_RANGE ||
+          modes === FALLOC_FL_WRITE_ZEROES) && !keep));
+    if (!valid) throw vfsError(Errno.ENOTSUP, `fallocate mode 0x${mode.toString(16)} is invalid`, "mode");
+    if (!file.writable) throw vfsError(Errno.EBADF, `descriptor ${fd} is not open for writing`, "fd");
+    const stat = file.stat();
+    const type = stat.mode & S_IFMT;
+    if (type === S_IFIFO) throw vfsError(Errno.ESPIPE, "a pipe has no space to allocate", "fd");
+    if (type === S_IFDIR) throw vfsError(Errno.EISDIR, "a directory has no space to allocate", "fd");
+    if (type !== S_IFREG || file.kind !== "regular") {
+      throw vfsError(Errno.ENODEV, "only regular files have space to allocate", "fd");
+    }
+    if (offset + length > Number.MAX_SAFE_INTEGER) {
+      throw vfsError(Errno.EFBIG, "the range ends past the largest file size", "length");
+    }
+    if (mode & ~FALLOC_FL_KEEP_SIZE) throw vfsError(Errno.ENOTSUP, "only allocation is supported", "mode");
+    if (!(mode & FALLOC_FL_KEEP_SIZE) && offset + length > stat.size) file.truncate(offset + length);
+  }
+
+  /** fadvise64(2): checked and accepted; the host's page cache needs no advice from here. */
+  fadvise(pid: number, fd: number, length: number, advice: number): void {
+    const { file } = this.#usable(pid, fd);
+    if ((file.stat().mode & S_IFMT) === S_IFIFO) throw vfsError(Errno.ESPIPE, "a pipe takes no advice", "fd");
+    if (length < 0) throw vfsError(Errno.EINVAL, `length ${length} is negative`, "length");
+    if (advice < 0 || advice > POSIX_FADV_NOREUSE) {
+      throw vfsError(Errno.EINVAL, `advice ${advice} is not a POSIX_FADV_* value`, "advice");
+    }
+  }
+
+  /** readahead(2): checked and accepted, as fadvise's POSIX_FADV_WILLNEED. */
+  readahead(pid: number, fd: number, count: number): void {
+    const { file } = this.#usable(pid, fd);
+    if (!file.readable) throw vfsError(Errno.EBADF, `descriptor ${fd} is not open for reading`, "fd");
+    const type = file.stat().mode & S_IFMT;
+    if (type !== S_IFREG && type !== S_IFBLK) {
+      throw vfsError(Errno.EINVAL, "only regular files and block devices are read ahead", "fd");
+    }
+    if (count < 0) throw vfsError(Errno.EINVAL, "count is past the largest file size", "count");
+  }
+
+  /** syncfs(2): every write has reached the host, whose kernel writes it back. */
+  syncfs(pid: number, fd: number): void {
+    this.#usable(pid, fd);
+  }
+
+  /** sync_file_range2(2): SYNC_FILE_RANGE_WRITE writes the file's data back (fdatasync). */
+  syncFileRange(pid: number, fd: number, offset: number, length: number, flags: number): void {
+    const { file } = this.#usable(pid, fd);
+    const valid = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+    if (flags & ~valid) {
+      throw vfsError(Errno.EINVAL, `flags 0x${flags.toString(16)} has unknown bits`, "flags");
+    }
+    if (offset < 0 || offset + length < offset) {
+      throw vfsError(Errno.EINVAL, "the range is negative or wraps", "offset");
+    }
+    const type = file.stat().mode & S_IFMT;
+    if (type !== S_IFREG && type !== S_IFBLK && type !== S_IFDIR && type !== S_IFLNK) {
+      throw vfsError(Errno.ESPIPE, "only files with data in the page cache are synced", "fd");
+    }
+    if (flags & SYNC_FILE_RANGE_WRITE) file.sync(true);
+  }
+
+  /** flock(2): LOCK_SH, LOCK_EX or LOCK_UN, with LOCK_NB not waiting (EWOULDBLOCK). */
+  async flock(pid: number, fd: number, operation: number, signal?: AbortSignal): Promise<void> {
+    // LOCK_MAND never locked anything; Linux accepts and ignores it.
+    if (operation & LOCK_MAND) return;
+    const command = operation & ~LOCK_NB;
+    const kind = command === LOCK_SH ? "shared" : command === LOCK_EX ? "exclusive" : undefined;
+    if (kind === undefined && command !== LOCK_UN) {
+      throw vfsError(Errno.EINVAL, `operation ${operation} is not LOCK_SH, LOCK_EX or LOCK_UN`, "operation");
+    }
+    const { process, file } = this.#usable(pid, fd);
+    if (kind && !file.readable && !file.writable) {
+      throw vfsError(Errno.EBADF, `descriptor ${fd} is open for neither reading nor writing`, "fd");
+    }
+    const stat = file.stat();
+    const ended = AbortSignal.any(this.#endings(process, signal));
+    await this.#flocks.lock(file, `${stat.device}:${stat.inode}`, kind, !(operation & LOCK_NB), ended);
+  }
+
+  /** close_range(2): closes, or with CLOSE_RANGE_CLOEXEC marks close-on-exec, `first`..`last`. */
+  closeRange(pid: number, first: number, last: number, flags: number): void {
+    if (flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)) {
+      throw vfsError(Errno.EINVAL, `flags 0x${flags.toString(16)} has unknown bits`, "flags");
+    }
+    if (first > last) throw vfsError(Errno.EINVAL, `${first} is above ${last}`, "first");
+    const process = this.#process(pid);
+    if ((flags & CLOSE_RANGE_UNSHARE) && process.table.users > 1) {
+      process.table.users--;
+      process.table = process.table.copy();
+    }
+    for (const [fd, slot] of [...process.table.entries()]) {
+      if (fd < first || fd > last) continue;
+      if (flags & CLOSE_RANGE_CLOEXEC) slot.closeOnExec = true;
+      else process.table.close(fd);
+    }
+  }
+
+  // ---- extended attributes ----
+
+  /** The node an *xattr call names and whether its mount is read-only. */
+  #xattrNode(pid: number, target: XattrTarget): { stat: NodeStat; readOnly: boolean } {
+    if ("fd" in target) {
+      const { file } = this.#usable(pid, target.fd);
+      return { stat: file.stat(), readOnly: this.#mountOf(file)?.readOnly ?? false };
+    }
+    const location = this.#resolve(this.#process(pid), AT_FDCWD, target.path, target.follow);
+    const readOnly = location.kind === "node" ? location.mount.readOnly : false;
+    return { stat: this.#statOf(location), readOnly };
+  }
+
+  /** getxattr(2), lgetxattr, fgetxattr: no attribute is ever there (xattrs.ts). */
+  getxattr(pid: number, target: XattrTarget, name: string): never {
+    throw xattrRefusal(this.#xattrNode(pid, target).stat, name, false, this.credentials);
+  }
+
+  /** setxattr(2), lsetxattr, fsetxattr: refused as xattrs.ts says, after EROFS. */
+  setxattr(pid: number, target: XattrTarget, name: string): never {
+    const { stat, readOnly } = this.#xattrNode(pid, target);
+    if (readOnly) throw vfsError(Errno.EROFS, "the file is on a read-only mount", "path");
+    throw xattrRefusal(stat, name, true, this.credentials);
+  }
+
+  /** removexattr(2), lremovexattr, fremovexattr: as setxattr. */
+  removexattr(pid: number, target: XattrTarget, name: string): never {
+    return this.setxattr(pid, target, name);
+  }
+
+  /** listxattr(2), llistxattr, flistxattr: the file's attribute names, of which there are none. */
+  listxattr(pid: number, target: XattrTarget): Uint8Array {
+    this.#xattrNode(pid, target);
+    return new Uint8Array(0);
+  }
+
+  // ---- copying between descriptors ----
+
+  /**
+   * sendfile(2): up to `count` bytes from `inFd` — at `offset`, or at its file offset when
+   * undefined — written to `outFd`. Returns how many moved and where reading got to.
+   */
+  async sendfile(
+    pid: number,
+    outFd: number,
+    inFd: number,
+    offset: number | undefined,
+    count: number,
+    signal?: AbortSignal,
+  ): Promise<{ moved: number; offset: number }> {
+    const { process, file: input } = this.#usable(pid, inFd);
+    if (!input.readable) throw vfsError(Errno.EBADF, `descriptor ${inFd} is not open for reading`, "in_fd");
+    const positional = input.kind === "regular" || input.kind === "device" || input.kind === "directory";
+    if (offset !== undefined && !positional) {
+      throw vfsError(Errno.ESPIPE, `a ${input.kind} has no file offset`, "offset");
+    }
+    let position = offset ?? input.offset;
+    if (count < 0 || position < 0) throw vfsError(Errno.EINVAL, "a negative count or offset", "count");
+    const { file: output } = this.#usable(pid, outFd);
+    if (!output.writable) {
+      throw vfsError(Errno.EBADF, `descriptor ${outFd} is not open for writing`, "out_fd");
+    }
+    if (position >= Number.MAX_SAFE_INTEGER) {
+      throw vfsError(Errno.EOVERFLOW, "the offset is at the largest file size", "offset");
+    }
+    const wanted = Math.min(count, MAX_IO_BYTES, Number.MAX_SAFE_INTEGER - position);
+    if (output.kind !== "pipe" && (output.flags & O_APPEND)) {
+      throw vfsError(Errno.EINVAL, "sendfile cannot append", "out_fd");
+    }
+    if (input.kind !== "regular" && input.kind !== "device") {
+      throw vfsError(Errno.EINVAL, `a ${input.kind} cannot be sent from`, "in_fd");
+    }
+    const data = input.readAt(wanted, position);
+    const moved = data.length ? await output.write(data, this.#waitSignal(process, output, signal)) : 0;
+    position += moved;
+    if (offset === undefined) input.offset = position;
+    this.counters.bytesRead += moved;
+    this.counters.bytesWritten += moved;
+    return { moved, offset: position };
+  }
+
+  /**
+   * copy_file_range(2): up to `length` bytes between two regular files on one file system, each
+   * at its offset — read (and so checked for EFAULT) once both descriptors are found — or at its
+   * file offset when that is undefined (and then moved). Returns how many were copied and where
+   * each range ends, for the caller to store through the pointers.
+   */
+  copyFileRange(
+    pid: number,
+    inFd: number,
+    inOffset: OffsetArgument,
+    outFd: number,
+    outOffset: OffsetArgument,
+    length: number,
+    flags: number,
+  ): CopyResult {
+    const { file: input } = this.#usable(pid, inFd);
+    const { file: output } = this.#usable(pid, outFd);
+    const inAt = inOffset(), outAt = outOffset();
+    const from = inAt ?? input.offset, to = outAt ?? output.offset;
+    if (flags !== 0) throw vfsError(Errno.EINVAL, "copy_file_range takes no flags", "flags");
+    const inStat = input.stat(), outStat = output.stat();
+    if (isDirectory(inStat) || isDirectory(outStat)) {
+      throw vfsError(Errno.EISDIR, "a directory cannot be copied from or to", "fd");
+    }
+    if ((inStat.mode & S_IFMT) !== S_IFREG || (outStat.mode & S_IFMT) !== S_IFREG) {
+      throw vfsError(Errno.EINVAL, "only regular files are copied between", "fd");
+    }
+    if (!input.readable || !output.writable || (output.flags & O_APPEND)) {
+      throw vfsError(Errno.EBADF, "the input is not readable or the output not writable", "fd");
+    }
+    if (this.#mountOf(input)?.fs !== this.#mountOf(output)?.fs) {
+      throw vfsError(Errno.EXDEV, "the files are on different file systems", "fd_out");
+    }
+    const wraps = (position: number) => BigInt.asUintN(64, BigInt(position)) + BigInt(length) >= 2n ** 64n;
+    if (wraps(from) || wraps(to)) throw vfsError(Errno.EOVERFLOW, "the range wraps", "length");
+    let count = from >= inStat.size ? 0 : Math.min(length, inStat.size - from);
+    const sameFile = inStat.device === outStat.device && inStat.inode === outStat.inode;
+    if (sameFile && to + count > from && to < from + count) {
+      throw vfsError(Errno.EINVAL, "the ranges overlap in one file", "length");
+    }
+    if (from < 0 || to < 0) throw vfsError(Errno.EINVAL, "a negative offset", "offset");
+    count = Math.min(count, MAX_IO_BYTES);
+    const copied = count === 0 ? 0 : output.writeAt(input.readAt(count, from), to);
+    if (inAt === undefined) input.offset = from + copied;
+    if (outAt === undefined) output.offset = to + copied;
+    this.counters.bytesRead += copied;
+    this.counters.bytesWritten += copied;
+    return { copied, inOffset: from + copied, outOffset: to + copied };
+  }
+
+  // ---- waiting for descriptors ----
+
+  /** poll(2), ppoll(2): each request's revents (readiness.ts), once one is not 0 or at `timeout` ms. */
+  poll(
+    pid: number,
+    requests: readonly PollRequest[],
+    timeout: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<number[]> {
+    const process = this.#process(pid);
+    const fileOf = (fd: number) => {
+      const file = process.table.find(fd)?.file;
+      return file?.isPath ? undefined : file;
+    };
+    return whenReady(() => pollRound(requests, fileOf), timeout, this.#endings(process, signal));
+  }
+
+  /**
+   * select(2), pselect6(2): the sets' descriptors below `count` that are ready, once one is or at
+   * `timeout` ms; EBADF for one in a set that is not open.
+   */
+  select(
+    pid: number,
+    count: number,
+    sets: SelectSets,
+    timeout: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<{ ready: number; sets: SelectSets }> {
+    const process = this.#process(pid);
+    const wanted: [number, OpenFile][] = [];
+    for (let fd = 0; fd < Math.min(count, this.descriptorLimit); fd++) {
+      if (!isInSet(sets.read, fd) && !isInSet(sets.write, fd) && !isInSet(sets.except, fd)) continue;
+      const file = process.table.find(fd)?.file;
+      if (!file || file.isPath) throw vfsError(Errno.EBADF, `descriptor ${fd} is not open`, "fds");
+      wanted.push([fd, file]);
+    }
+    return whenReady(() => selectRound(sets, wanted), timeout, this.#endings(process, signal));
   }
 
   // ---- descriptions held by kernel peers ----

@@ -1,9 +1,15 @@
 // A stand-in for the machine's side of the trap path: a flat guest memory, the copy-in the
 // machine does from VFS_KERNEL_CALLS' per-call table before sending a call, and the copy-out of
 // the reply's outputs. Kernel calls made through it exercise the table as the machine uses it.
+import { Buffer } from "node:buffer";
 import { IOC_WRITE, ioctlDirection, ioctlSize } from "../../../lib/linux/ioctl.ts";
 import { PATH_MAX } from "../../../lib/linux/limits.ts";
-import { type InputSpec, MAX_IO_BYTES, VFS_KERNEL_CALLS } from "../../../lib/linux/vfs_calls.ts";
+import {
+  type InputSpec,
+  MAX_IO_BYTES,
+  SELECT_MAX_DESCRIPTORS,
+  VFS_KERNEL_CALLS,
+} from "../../../lib/linux/vfs_calls.ts";
 import {
   type GuestBytes,
   type KernelCallResult,
@@ -13,6 +19,8 @@ import type { Vfs } from "../../../services/storage/vfs/vfs.ts";
 
 const BASE = 0x10000n;
 const SIZE = 4 * 1024 * 1024;
+/** Bytes around each copied input inside its allocation. */
+const MESSAGE_PADDING = 24;
 
 export class FakeGuest {
   readonly bytes = new Uint8Array(SIZE);
@@ -46,11 +54,26 @@ export class FakeGuest {
     return this.bytes.slice(at, at + length);
   }
 
-  /** Copies what readable memory holds at [address, address + length), stopping at the end of memory. */
+  /**
+   * Copies what readable memory holds at [address, address + length), stopping at the end of
+   * memory. The copy is a Node Buffer in the middle of a larger allocation, as the bytes of a
+   * request gRPC decoded are: code that takes a Uint8Array to start its buffer, or slice() to copy,
+   * fails here as it would there.
+   */
   #copy(address: bigint, length: number): GuestBytes | undefined {
     if (address < BASE || address >= BASE + BigInt(SIZE)) return undefined;
     const at = Number(address - BASE);
-    return { address, data: this.bytes.slice(at, Math.min(SIZE, at + length)) };
+    const bytes = this.bytes.subarray(at, Math.min(SIZE, at + length));
+    const pool = new Uint8Array(bytes.length + 2 * MESSAGE_PADDING);
+    pool.set(bytes, MESSAGE_PADDING);
+    return { address, data: Buffer.from(pool.buffer, MESSAGE_PADDING, bytes.length) };
+  }
+
+  /** All of [address, address + length), or nothing when any of it is outside memory (EFAULT). */
+  #copyWhole(address: bigint, length: number): GuestBytes[] {
+    if (length === 0) return [];
+    const copy = this.#copy(address, length);
+    return copy && copy.data.length === length ? [copy] : [];
   }
 
   /** What the machine copies for one input of the per-call table. */
@@ -76,7 +99,7 @@ export class FakeGuest {
         if (!array) return [];
         const out = [array];
         if (spec.buffers) {
-          const view = new DataView(array.data.buffer);
+          const view = new DataView(array.data.buffer, array.data.byteOffset, array.data.byteLength);
           let budget = MAX_IO_BYTES;
           for (let i = 0; i < count && i * 16 + 16 <= array.data.length; i++) {
             const base = view.getBigUint64(i * 16, true);
@@ -93,6 +116,17 @@ export class FakeGuest {
         if (!(ioctlDirection(request) & IOC_WRITE)) return [];
         const copy = this.#copy(address, ioctlSize(request));
         return copy ? [copy] : [];
+      }
+      case "struct":
+        return this.#copyWhole(address, spec.bytes);
+      case "array": {
+        const count = Math.min(Number(BigInt.asUintN(32, args[spec.countArg])), spec.maxCount);
+        return this.#copyWhole(address, count * spec.elementBytes);
+      }
+      case "bitmap": {
+        const count = Number(BigInt.asIntN(32, args[spec.countArg]));
+        const bits = Math.min(Math.max(count, 0), SELECT_MAX_DESCRIPTORS);
+        return this.#copyWhole(address, Math.ceil(bits / 64) * 8);
       }
     }
   }

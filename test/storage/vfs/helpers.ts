@@ -213,3 +213,41 @@ export function parseDirents(bytes: Uint8Array): ParsedDirent[] {
   }
   return out;
 }
+
+/** r3 of a kernel call that must succeed. */
+export function ok(reply: { result: bigint; errno?: Errno }): number {
+  expect(reply.errno).toBeUndefined();
+  return Number(BigInt.asIntN(64, reply.result));
+}
+
+/** The errno a kernel call failed with (undefined if it succeeded). */
+export function failed(reply: { errno?: Errno }): Errno | undefined {
+  return reply.errno;
+}
+
+/** struct timespec[] or struct timeval[]: each pair is tv_sec and tv_nsec (or tv_usec). */
+export function timePairs(...pairs: [number, number][]): Uint8Array {
+  const bytes = new Uint8Array(16 * pairs.length);
+  const view = new DataView(bytes.buffer);
+  pairs.forEach(([seconds, fraction], i) => {
+    view.setBigInt64(16 * i, BigInt(seconds), true);
+    view.setBigInt64(16 * i + 8, BigInt(fraction), true);
+  });
+  return bytes;
+}
+
+/**
+ * Makes a host file immutable (chattr +i), which even root may not change: the host's EPERM for a
+ * test running as root. Returns how to undo it, or undefined where chattr is not allowed.
+ */
+export function makeImmutable(path: string): (() => void) | undefined {
+  const chattr = (flag: string) => {
+    try {
+      return new Deno.Command("chattr", { args: [flag, path], stdout: "null", stderr: "null" }).outputSync()
+        .success;
+    } catch {
+      return false;
+    }
+  };
+  return chattr("+i") ? () => chattr("-i") : undefined;
+}

@@ -8,9 +8,10 @@
  *   s:TEXT                a pointer to the NUL-terminated string TEXT (no spaces; "s:" is "")
  *   o:N                   a pointer to N zeroed bytes the call may fill
  *   i:HEX                 a pointer to the bytes HEX spells
+ *   b:HEX                 as i:HEX, and the call may change them (printed as o:N's are)
  *   r:K                   the value returned by line K (from 0)
  * Each line prints "RESULT ERRNO" (RESULT -1 and ERRNO set on failure), then the hex of every o:N
- * buffer after the call.
+ * and b:HEX buffer after the call.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -36,7 +37,7 @@ int main(void) {
   static char line[MAX_LINE];
   int index = 0;
   /* Descriptors inherited from whatever started this would shift every descriptor number. */
-  for (int fd = 3; fd < 10; fd++) close(fd);
+  for (int fd = 3; fd < 32; fd++) close(fd);
   while (index < MAX_LINES && fgets(line, sizeof line, stdin)) {
     long args[MAX_ARGS] = {0};
     unsigned char *outs[MAX_ARGS];
@@ -56,6 +57,10 @@ int main(void) {
         args[i] = (long)outs[out_count++];
       } else if (strncmp(token, "i:", 2) == 0) {
         args[i] = (long)hex_bytes(token + 2);
+      } else if (strncmp(token, "b:", 2) == 0) {
+        outs[out_count] = hex_bytes(token + 2);
+        out_sizes[out_count] = strlen(token + 2) / 2;
+        args[i] = (long)outs[out_count++];
       } else if (strncmp(token, "r:", 2) == 0) {
         args[i] = results[strtol(token + 2, NULL, 0)];
       } else {
