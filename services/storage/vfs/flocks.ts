@@ -4,16 +4,17 @@
 // take no part.
 import { Errno, vfsError } from "./errors.ts";
 import type { OpenFile } from "./files.ts";
+import { Wakeups } from "./wakeups.ts";
 
 export type FlockKind = "shared" | "exclusive";
 
 /** The locks on one file and the requests waiting for them to change. */
 class FileLocks {
   readonly holders = new Map<OpenFile, FlockKind>();
-  readonly #waiters = new Set<() => void>();
+  readonly #wakeups = new Wakeups();
 
   get idle(): boolean {
-    return this.holders.size === 0 && this.#waiters.size === 0;
+    return this.holders.size === 0 && this.#wakeups.waiting === 0;
   }
 
   conflicts(file: OpenFile, kind: FlockKind): boolean {
@@ -25,26 +26,12 @@ class FileLocks {
 
   remove(file: OpenFile): void {
     if (!this.holders.delete(file)) return;
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
-    for (const wake of waiters) wake();
+    this.#wakeups.wakeAll();
   }
 
   /** Settles at the next release; rejects with the signal's reason when it aborts first. */
   released(signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return Promise.reject(signal.reason);
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        this.#waiters.delete(wake);
-        reject(signal.reason);
-      };
-      const wake = () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      };
-      this.#waiters.add(wake);
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
+    return this.#wakeups.next(signal);
   }
 }
 

@@ -9,6 +9,7 @@ import type { Credentials } from "./credentials.ts";
 import { Errno, vfsError } from "./errors.ts";
 import type { AttributeChange, FsStatistics, NodeStat } from "./filesystem.ts";
 import { MAX_IO_BYTES, OpenFile, pseudoStatistics } from "./files.ts";
+import { Wakeups } from "./wakeups.ts";
 import {
   makeDevice,
   O_NONBLOCK,
@@ -37,7 +38,7 @@ export class Pipe {
   attributes: MemoryAttributes;
   #chunks: Uint8Array[] = [];
   #size = 0;
-  #waiters = new Set<() => void>();
+  readonly #wakeups = new Wakeups();
 
   constructor(readonly inode: number, uid: number, gid: number) {
     const created = currentTime();
@@ -80,26 +81,12 @@ export class Pipe {
 
   /** Wakes everything waiting on the pipe: data, room, or an end went away. */
   notify(): void {
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
-    for (const wake of waiters) wake();
+    this.#wakeups.wakeAll();
   }
 
   /** Resolves at the next change; rejects with the signal's reason when it aborts first. */
   changed(signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return Promise.reject(signal.reason);
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        this.#waiters.delete(wake);
-        reject(signal.reason);
-      };
-      const wake = () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      };
-      this.#waiters.add(wake);
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
+    return this.#wakeups.next(signal);
   }
 }
 
