@@ -64,3 +64,37 @@ export class Channel<T> implements AsyncIterable<T> {
     };
   }
 }
+
+/**
+ * Serves a stream whose requests are handled concurrently and answered in any order (the trap
+ * path's KernelCall streams): `handle` gets each request as it arrives and pushes its answers to
+ * `replies`. The replies end once the requests have ended and every handler has finished, and fail
+ * with the first error of the requests or of a handler. Returns `replies`.
+ */
+export function serveConcurrently<Request, Reply>(
+  requests: AsyncIterable<Request>,
+  replies: Channel<Reply>,
+  handle: (request: Request) => Promise<unknown>,
+): Channel<Reply> {
+  let inFlight = 0;
+  let ended = false;
+  const settle = () => {
+    if (ended && inFlight === 0) replies.close();
+  };
+  (async () => {
+    try {
+      for await (const request of requests) {
+        inFlight++;
+        handle(request).catch((error) => replies.fail(error)).finally(() => {
+          inFlight--;
+          settle();
+        });
+      }
+      ended = true;
+      settle();
+    } catch (error) {
+      replies.fail(error);
+    }
+  })();
+  return replies;
+}

@@ -21,7 +21,7 @@ import {
 } from "../../gen/astra/sched/v1/sched_pb.ts";
 import { VfsService } from "../../gen/astra/storage/v1/vfs_pb.ts";
 import { VmmService } from "../../gen/astra/vmm/v1/vmm_pb.ts";
-import { Channel } from "../../lib/channel.ts";
+import { Channel, serveConcurrently } from "../../lib/channel.ts";
 import { invalidArgument } from "../../lib/errors.ts";
 import type { Peers, ServiceModule, SystemConfig } from "../../lib/module.ts";
 import { client } from "../../lib/rpc.ts";
@@ -496,27 +496,7 @@ export function createSched(peers: Peers, config: SystemConfig): ServiceModule {
     kernelCall: (requests) => {
       const replies = new Channel<KernelCallReply>();
       const stream = new KernelCallStream(kernel, (reply) => replies.push(reply));
-      let inFlight = 0;
-      let ended = false;
-      const settle = () => {
-        if (ended && inFlight === 0) replies.close();
-      };
-      (async () => {
-        try {
-          for await (const request of requests) {
-            inFlight++;
-            stream.handle(request).catch((error) => replies.fail(error)).finally(() => {
-              inFlight--;
-              settle();
-            });
-          }
-          ended = true;
-          settle();
-        } catch (error) {
-          replies.fail(error);
-        }
-      })();
-      return replies;
+      return serveConcurrently(requests, replies, (request) => stream.handle(request));
     },
   });
 

@@ -9,7 +9,7 @@ import {
   type KernelCallResponseSchema,
   MappingRole,
 } from "../../gen/astra/vmm/v1/vmm_pb.ts";
-import { Channel } from "../../lib/channel.ts";
+import { Channel, serveConcurrently } from "../../lib/channel.ts";
 import { AstraError, Errno, toAstraError } from "../../lib/errors.ts";
 import { PAGE_SIZE } from "../../lib/linux/limits.ts";
 import { SYSCALLS } from "../../lib/linux/syscall_numbers.ts";
@@ -151,30 +151,14 @@ export function serveMemoryCalls(
 ): AsyncIterable<KernelCallReply> {
   const replies = new Channel<KernelCallReply>();
   const tails = new Map<bigint, Promise<void>>();
-  let inFlight = 0;
-  let ended = false;
-  const finish = () => {
-    if (ended && inFlight === 0) replies.close();
-  };
-  (async () => {
-    try {
-      for await (const request of requests) {
-        inFlight++;
-        const space = request.spaceId;
-        const previous = tails.get(space) ?? Promise.resolve();
-        const done: Promise<void> = previous.then(() => answer(request)).then((reply) => replies.push(reply))
-          .finally(() => {
-            if (tails.get(space) === done) tails.delete(space);
-            inFlight--;
-            finish();
-          });
-        tails.set(space, done);
-      }
-      ended = true;
-      finish();
-    } catch (error) {
-      replies.fail(error);
-    }
-  })();
-  return replies;
+  return serveConcurrently(requests, replies, (request) => {
+    const space = request.spaceId;
+    const previous = tails.get(space) ?? Promise.resolve();
+    const done: Promise<void> = previous.then(() => answer(request)).then((reply) => replies.push(reply))
+      .finally(() => {
+        if (tails.get(space) === done) tails.delete(space);
+      });
+    tails.set(space, done);
+    return done;
+  });
 }

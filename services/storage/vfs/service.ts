@@ -13,7 +13,7 @@ import {
   SyncMode,
   VfsService,
 } from "../../../gen/astra/storage/v1/vfs_pb.ts";
-import { Channel } from "../../../lib/channel.ts";
+import { Channel, serveConcurrently } from "../../../lib/channel.ts";
 import type { CallContext } from "../../../lib/rpc.ts";
 import { bindService, type BoundService } from "../../../lib/server.ts";
 import { Errno, vfsError } from "./errors.ts";
@@ -352,27 +352,11 @@ export function bindVfs(vfs: Vfs): BoundService {
     },
     kernelCall: (requests, ctx) => {
       const replies = new Channel<KernelCallReply>();
-      let inFlight = 0;
-      let ended = false;
-      const settle = () => {
-        if (ended && inFlight === 0) replies.close();
-      };
-      (async () => {
-        try {
-          for await (const request of requests) {
-            inFlight++;
-            serveKernelCall(request, ctx.signal).then((reply) => replies.push(reply)).finally(() => {
-              inFlight--;
-              settle();
-            });
-          }
-          ended = true;
-          settle();
-        } catch (err) {
-          replies.fail(err);
-        }
-      })();
-      return replies;
+      return serveConcurrently(
+        requests,
+        replies,
+        (request) => serveKernelCall(request, ctx.signal).then((reply) => replies.push(reply)),
+      );
     },
   });
 }
