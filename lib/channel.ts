@@ -1,6 +1,9 @@
 // An unbounded async queue: producers push, one consumer iterates. It turns callbacks and events
 // into the AsyncIterable a streaming call sends or a handler returns.
+import { PASSIVE } from "./iterators.ts";
+
 export class Channel<T> implements AsyncIterable<T> {
+  readonly [PASSIVE] = true;
   private readonly items: T[] = [];
   private waiting: ((r: IteratorResult<T>) => void) | undefined;
   private failWaiting: ((e: unknown) => void) | undefined;

@@ -25,15 +25,16 @@ import { AstraError, Code, Errno, toAstraError, unavailable } from "./errors.ts"
 import { cancelledError } from "./inproc.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./config.ts";
 import { type CallContext, type CallOptions, methodPath, type Transport } from "./rpc.ts";
-import type { BoundService } from "./server.ts";
+import type { BoundMethod, BoundService } from "./server.ts";
 import { logger } from "./log.ts";
 
 const DETAILS_KEY = "grpc-status-details-bin";
 const ERROR_DETAIL_TYPE_URL = `type.googleapis.com/${ErrorDetailSchema.typeName}`;
 
+/** Encodes a message or its init shape (what clients send and handlers reply). */
 function serializer(desc: DescMessage) {
   return (msg: Message) => {
-    const bytes = toBinary(desc, msg);
+    const bytes = toBinary(desc, create(desc, msg));
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
 }
@@ -181,13 +182,14 @@ export class GrpcServer {
   private handler(
     service: string,
     method: DescMethod,
-    invoke: (input: unknown, ctx: CallContext) => Promise<Message> | AsyncIterable<Message>,
+    invoke: BoundMethod["call"],
   ) {
     const fail = (e: unknown) => toStatus(toAstraError(e, service));
     switch (method.methodKind) {
       case "unary":
         return (call: grpc.ServerUnaryCall<Message, Message>, callback: grpc.sendUnaryData<Message>) => {
           (invoke(call.request, this.context(service, method, call)) as Promise<Message>).then(
+            // A message or its init shape: the serializer makes it a message.
             (reply) => callback(null, reply),
             (e) => callback(fail(e)),
           );

@@ -101,13 +101,14 @@ export class InProcessRouter {
   }
 
   /**
-   * A copy of `msg` the receiver owns; rejected if its encoding is over the limit (measured exactly
-   * only when the cheap bound says it might be).
+   * The receiver's own message made from what the sender gave (a message or its init shape);
+   * rejected if its encoding is over the limit (measured exactly only when the cheap bound says it
+   * might be).
    */
   copy(desc: DescMessage, msg: unknown, what: string): Message {
-    const { copy, sizeBound } = copyMessage(msg as Message);
+    const { copy, sizeBound } = copyMessage(desc, msg);
     if (sizeBound > this.maxMessageBytes) {
-      const size = toBinary(desc, msg as Message).length;
+      const size = toBinary(desc, copy).length;
       if (size > this.maxMessageBytes) throw tooLargeError(what, size, this.maxMessageBytes);
     }
     return copy;

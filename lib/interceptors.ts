@@ -13,6 +13,7 @@ import {
 } from "@opentelemetry/api";
 import { AstraError, Code, toAstraError } from "./errors.ts";
 import { logger } from "./log.ts";
+import { isPassive } from "./iterators.ts";
 import { recordCall } from "./metrics.ts";
 import type { CallContext, CallOptions } from "./rpc.ts";
 
@@ -30,13 +31,13 @@ function endSpan(span: Span, err?: AstraError): void {
 }
 
 /**
- * `source` with every `next()` run inside `ctx` (work done per element is traced under it), and
- * `finish` called once when the stream ends: with the wrapped error if it failed, with nothing if
- * it completed or the consumer stopped early.
+ * `source` with `finish` called once when the stream ends: with the wrapped error if it failed,
+ * with nothing if it completed or the consumer stopped early. With a `ctx`, every `next()` runs
+ * inside it, so that what a handler's generator does per element is traced under its span.
  */
 function observeStream<T>(
   source: AsyncIterable<T>,
-  ctx: ReturnType<typeof context.active>,
+  ctx: ReturnType<typeof context.active> | undefined,
   finish: (err?: AstraError) => void,
   wrapError: (e: unknown) => AstraError,
 ): AsyncIterable<T> {
@@ -51,7 +52,7 @@ function observeStream<T>(
       };
       return {
         next: () =>
-          context.with(ctx, () => it.next()).then(
+          (ctx === undefined ? it.next() : context.with(ctx, () => it.next())).then(
             (r) => {
               if (r.done) end();
               return r;
@@ -64,7 +65,7 @@ function observeStream<T>(
           ),
         return: async (value?: unknown) => {
           try {
-            await context.with(ctx, () => it.return?.(value));
+            await (ctx === undefined ? it.return?.(value) : context.with(ctx, () => it.return?.(value)));
           } finally {
             end();
           }
@@ -100,7 +101,9 @@ export function clientCall<R>(
   };
   const outcome = context.with(ctx, () => send({ ...opts, metadata }));
   if (method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming") {
-    return observeStream(outcome as AsyncIterable<unknown>, ctx, finish, (e) => toAstraError(e)) as R;
+    // Reading replies runs no code of the caller's: the transport delivers them, and a handler's
+    // own work runs in its server span (below). Entering the client span per reply would only cost.
+    return observeStream(outcome as AsyncIterable<unknown>, undefined, finish, (e) => toAstraError(e)) as R;
   }
   return (outcome as Promise<unknown>).then(
     (value) => {
@@ -155,7 +158,8 @@ export function serverCall<R>(ctx: CallContext, invoke: () => R): R {
     })() as R;
   }
   if (method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming") {
-    return observeStream(outcome as AsyncIterable<unknown>, spanCtx, finish, wrap) as R;
+    const replies = outcome as AsyncIterable<unknown>;
+    return observeStream(replies, isPassive(replies) ? undefined : spanCtx, finish, wrap) as R;
   }
   return Promise.resolve(outcome).then(
     (value) => {

@@ -4,12 +4,24 @@
 // feel. These do the same with one promise per element.
 
 /**
+ * Marks an async iterable whose `next()` runs none of its producer's code, only hands over what was
+ * queued (a Channel): the server span need not be entered around each read of a handler's replies.
+ */
+export const PASSIVE: unique symbol = Symbol("passive async iterable");
+
+export function isPassive(source: AsyncIterable<unknown>): boolean {
+  return (source as { [PASSIVE]?: boolean })[PASSIVE] === true;
+}
+
+/**
  * The elements of `source`, each passed through `map`: what `for await (x of source) yield map(x)`
  * does — a throwing `map` ends the stream with its error and returns the source, and returning
  * early returns the source — without a generator.
  */
 export function mapAsync<T, U>(source: AsyncIterable<T>, map: (value: T) => U): AsyncIterable<U> {
-  return {
+  const mapped: AsyncIterable<U> & { [PASSIVE]: boolean } = {
+    // `map` converts; it starts no work of its own, so reading stays as passive as the source.
+    [PASSIVE]: isPassive(source),
     [Symbol.asyncIterator](): AsyncIterator<U> {
       const it = source[Symbol.asyncIterator]();
       let ended = false;
@@ -46,4 +58,5 @@ export function mapAsync<T, U>(source: AsyncIterable<T>, map: (value: T) => U): 
       };
     },
   };
+  return mapped;
 }

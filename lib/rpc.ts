@@ -1,10 +1,8 @@
 // The typed RPC surface shared by both transports: what a service implements (ServiceImpl), what
 // a caller holds (Client), and the Transport a client talks through. Method shapes come from the
 // protoc-gen-es service descriptors, so a contract change is a compile error here.
-import { create, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
-import type { MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import type { DescMethod, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { clientCall } from "./interceptors.ts";
-import { mapAsync } from "./iterators.ts";
 
 export interface CallOptions {
   /** Cancels the call (CANCELLED / ECANCELED) when aborted. */
@@ -53,7 +51,11 @@ export type ClientMethod<M extends DescMethod> = M["methodKind"] extends "unary"
 
 export type Client<S extends DescService> = { [K in keyof S["method"]]: ClientMethod<S["method"][K]> };
 
-/** Raw, untyped calls; the transport owns delivery, deadlines, cancellation and size limits. */
+/**
+ * Raw, untyped calls; the transport owns delivery, deadlines, cancellation and size limits. What
+ * goes in (requests, and the replies of the services it serves) is a message or its init shape:
+ * the transport makes the receiver's message of it, once (the wire encoding, or an in-process copy).
+ */
 export interface Transport {
   readonly kind: "in-process" | "grpc";
   unary(method: DescMethod, req: unknown, opts: CallOptions): Promise<unknown>;
@@ -67,24 +69,22 @@ export interface Transport {
 export function client<S extends DescService>(desc: S, transport: Transport, caller = "client"): Client<S> {
   const out: Record<string, unknown> = {};
   for (const method of desc.methods) {
-    const toMsg = (init: unknown) => create(method.input as DescMessage, (init ?? {}) as never);
-    const toStream = (inits: AsyncIterable<unknown>) => mapAsync(inits, toMsg);
     switch (method.methodKind) {
       case "unary":
         out[method.localName] = (req: unknown, opts: CallOptions = {}) =>
-          clientCall(caller, method, opts, (o) => transport.unary(method, toMsg(req), o));
+          clientCall(caller, method, opts, (o) => transport.unary(method, req ?? {}, o));
         break;
       case "server_streaming":
         out[method.localName] = (req: unknown, opts: CallOptions = {}) =>
-          clientCall(caller, method, opts, (o) => transport.serverStream(method, toMsg(req), o));
+          clientCall(caller, method, opts, (o) => transport.serverStream(method, req ?? {}, o));
         break;
       case "client_streaming":
         out[method.localName] = (reqs: AsyncIterable<unknown>, opts: CallOptions = {}) =>
-          clientCall(caller, method, opts, (o) => transport.clientStream(method, toStream(reqs), o));
+          clientCall(caller, method, opts, (o) => transport.clientStream(method, reqs, o));
         break;
       case "bidi_streaming":
         out[method.localName] = (reqs: AsyncIterable<unknown>, opts: CallOptions = {}) =>
-          clientCall(caller, method, opts, (o) => transport.bidiStream(method, toStream(reqs), o));
+          clientCall(caller, method, opts, (o) => transport.bidiStream(method, reqs, o));
         break;
     }
   }

@@ -1,21 +1,18 @@
-// Binding a service implementation to its contract: the one place where a handler's result becomes
-// a message and the server-side interceptors wrap it. Both transports serve BoundServices.
-import {
-  create,
-  type DescMessage,
-  type DescMethod,
-  type DescService,
-  type Message,
-} from "@bufbuild/protobuf";
+// Binding a service implementation to its contract: the one place where the server-side
+// interceptors wrap a handler. Both transports serve BoundServices; a handler's replies are
+// message init shapes, which the transport that carries them makes into messages.
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { unimplemented } from "./errors.ts";
 import { serverCall } from "./interceptors.ts";
-import { mapAsync } from "./iterators.ts";
 import { type CallContext, methodPath, type ServiceImpl } from "./rpc.ts";
 
 export interface BoundMethod {
   readonly method: DescMethod;
-  /** Unary/client-streaming: a promise of the reply; server/bidi streaming: the replies. */
-  call(input: unknown, ctx: CallContext): Promise<Message> | AsyncIterable<Message>;
+  /**
+   * Unary/client-streaming: a promise of the reply; server/bidi streaming: the replies (messages
+   * or their init shapes).
+   */
+  call(input: unknown, ctx: CallContext): Promise<unknown> | AsyncIterable<unknown>;
 }
 
 export interface BoundService {
@@ -23,10 +20,6 @@ export interface BoundService {
   readonly service: string;
   readonly desc: DescService;
   readonly methods: ReadonlyMap<string, BoundMethod>;
-}
-
-function toMessages(desc: DescMessage, source: AsyncIterable<unknown>): AsyncIterable<Message> {
-  return mapAsync(source, (init) => create(desc, init as never));
 }
 
 export function bindService<S extends DescService>(
@@ -40,18 +33,11 @@ export function bindService<S extends DescService>(
     if (typeof handler !== "function") {
       throw new Error(`${service}: ${desc.typeName} has no handler for ${method.name}`);
     }
-    const fn = handler.bind(impl) as (input: unknown, ctx: CallContext) => unknown;
-    const streamingReply = method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming";
-    methods.set(methodPath(method), {
-      method,
-      call: (input, ctx) =>
-        serverCall(ctx, () => {
-          const result = fn(input, ctx);
-          return streamingReply
-            ? toMessages(method.output, result as AsyncIterable<unknown>)
-            : Promise.resolve(result).then((init) => create(method.output, init as never));
-        }) as Promise<Message> | AsyncIterable<Message>,
-    });
+    const fn = handler.bind(impl) as (
+      input: unknown,
+      ctx: CallContext,
+    ) => Promise<unknown> | AsyncIterable<unknown>;
+    methods.set(methodPath(method), { method, call: (input, ctx) => serverCall(ctx, () => fn(input, ctx)) });
   }
   return { service, desc, methods };
 }

@@ -139,6 +139,13 @@ export class Core {
   private looping = false;
   private timeSliceNanos: number;
   private sliceEndsAt = Infinity;
+  /**
+   * When the last run of guest code ended (performance.now()): the slice and the event-loop yield
+   * are checked against it rather than a fresh clock read per stop, which system calls feel.
+   */
+  private ranUntil = 0;
+  /** Why the last run of guest code stopped. */
+  private lastStop: StopReason | -1 = -1;
   private budget = INITIAL_BUDGET;
   private backoffMillis = 0;
   private readonly scratch = new RegisterFile();
@@ -270,9 +277,9 @@ export class Core {
           continue;
         }
         await this.step(thread);
-        if (performance.now() - lastYield >= this.options.sliceMillis) {
+        if (this.ranUntil - lastYield >= this.options.sliceMillis) {
           await yieldToEventLoop();
-          lastYield = performance.now();
+          lastYield = this.ranUntil = performance.now();
         }
       }
     } catch (error) {
@@ -335,7 +342,7 @@ export class Core {
       default:
         await this.signals.raiseFault(thread, SIGILL, ILL_ILLOPC, this.cpu.pc64, TRAP_PROGRAM);
     }
-    if (this.thread === thread && this.loaded && performance.now() >= this.sliceEndsAt) {
+    if (this.thread === thread && this.loaded && this.ranUntil >= this.sliceEndsAt) {
       await this.tick(thread);
     }
   }
@@ -343,7 +350,9 @@ export class Core {
   /** cpu.run with a budget sized for a few milliseconds; −1 when the CPU failed internally. */
   private execute(): StopReason | -1 {
     const cpu = this.cpu;
-    const started = performance.now(), before = cpu.retired;
+    // Only a run that follows another budget stop is timed for the budget: nothing but the loop
+    // happened since that one ended, so its end is this one's start without reading the clock.
+    const timed = this.lastStop === StopReason.Budget, started = this.ranUntil, before = cpu.retired;
     let stop: StopReason;
     try {
       stop = cpu.run(this.budget);
@@ -354,10 +363,13 @@ export class Core {
         pc: `0x${cpu.pc64.toString(16)}`,
         error: describe(error),
       });
+      this.lastStop = -1;
       return -1;
     }
-    const elapsed = performance.now() - started;
-    if (stop === StopReason.Budget && elapsed > 0.2) {
+    this.ranUntil = performance.now();
+    this.lastStop = stop;
+    const elapsed = this.ranUntil - started;
+    if (timed && stop === StopReason.Budget && elapsed > 0.2) {
       const rate = (cpu.retired - before) / elapsed;
       const target = Math.round(rate * this.options.sliceMillis);
       this.budget = Math.min(MAX_BUDGET, Math.max(MIN_BUDGET, Math.round((this.budget + target) / 2)));
@@ -647,6 +659,7 @@ export class Core {
   /** A new epoch: answers for the previous thread are dropped, and a wait for one ends now. */
   private changeThread(): void {
     this.epoch++;
+    this.lastStop = -1;
     const interrupt = this.interruptWait;
     this.interruptWait = undefined;
     interrupt?.(GONE);

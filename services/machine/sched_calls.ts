@@ -9,7 +9,6 @@ import {
   type GuestRange,
   KernelCallAction,
   type KernelCallRequest,
-  KernelCallRequestSchema,
   type KernelCallResponse,
   type SchedService,
 } from "../../gen/astra/sched/v1/sched_pb.ts";
@@ -36,20 +35,22 @@ export class SchedCalls extends KernelCallOwner<KernelCallRequest, KernelCallRes
     number: number,
     args: readonly bigint[],
   ): Promise<KernelCallOutcome> {
-    return this.send(thread, memory, (callId) =>
-      create(KernelCallRequestSchema, {
-        callId,
-        cpu: thread.cpu,
-        pid: thread.pid,
-        tid: thread.tid,
-        number,
-        arg0: argument(args, 0),
-        arg1: argument(args, 1),
-        arg2: argument(args, 2),
-        arg3: argument(args, 3),
-        arg4: argument(args, 4),
-        arg5: argument(args, 5),
-      }));
+    // A literal, complete message: `create` would walk the schema on every system call.
+    return this.send(thread, memory, (callId) => ({
+      $typeName: "astra.sched.v1.KernelCallRequest",
+      callId,
+      cpu: thread.cpu,
+      pid: thread.pid,
+      tid: thread.tid,
+      number,
+      arg0: argument(args, 0),
+      arg1: argument(args, 1),
+      arg2: argument(args, 2),
+      arg3: argument(args, 3),
+      arg4: argument(args, 4),
+      arg5: argument(args, 5),
+      inputs: [],
+    }));
   }
 
   answer(call: Call, response: KernelCallResponse): void {

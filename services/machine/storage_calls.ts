@@ -1,10 +1,8 @@
 // The system calls storage's VFS owns, on VfsService.KernelCall. The VFS never reads guest memory
 // itself: the machine copies what each call reads before sending it (lib/linux's per-call table)
 // and writes what it answers (data read, a struct stat, getcwd's path) before the thread resumes.
-import { create } from "@bufbuild/protobuf";
 import {
   type KernelCallRequest,
-  KernelCallRequestSchema,
   type KernelCallResponse,
   type VfsService,
 } from "../../gen/astra/storage/v1/vfs_pb.ts";
@@ -51,14 +49,15 @@ export class StorageCalls extends KernelCallOwner<KernelCallRequest, KernelCallR
     inputs: GuestBytes[] | Errno,
   ): Promise<KernelCallOutcome> {
     if (typeof inputs === "number") return Promise.resolve(failed(inputs));
-    return this.send(thread, memory, (callId) =>
-      create(KernelCallRequestSchema, {
-        callId,
-        pid: thread.pid,
-        tid: thread.tid,
-        number,
-        args: sixArguments(args),
-        inputs,
-      }));
+    // A literal, complete message: `create` would walk the schema on every system call.
+    return this.send(thread, memory, (callId) => ({
+      $typeName: "astra.storage.v1.KernelCallRequest",
+      callId,
+      pid: thread.pid,
+      tid: thread.tid,
+      number,
+      args: sixArguments(args),
+      inputs: inputs.map((input) => ({ $typeName: "astra.storage.v1.GuestBuffer", ...input })),
+    }));
   }
 }

@@ -1,10 +1,8 @@
 // The memory system calls vmm owns (brk, mmap, munmap, mprotect, mremap, madvise), on
 // VmmService.KernelCall: the raw registers go in, r3 or an errno comes back; vmm decodes Linux's
 // flags itself and these calls read or write no guest memory.
-import { create } from "@bufbuild/protobuf";
 import {
   type KernelCallRequest,
-  KernelCallRequestSchema,
   type KernelCallResponse,
   type VmmService,
 } from "../../gen/astra/vmm/v1/vmm_pb.ts";
@@ -25,16 +23,17 @@ export class VmmCalls extends KernelCallOwner<KernelCallRequest, KernelCallRespo
     number: number,
     args: readonly bigint[],
   ): Promise<KernelCallOutcome> {
-    return this.send(thread, memory, (callId) =>
-      create(KernelCallRequestSchema, {
-        callId,
-        spaceId: thread.spaceId,
-        pid: thread.pid,
-        tid: thread.tid,
-        cpu: thread.cpu,
-        number,
-        args: sixArguments(args),
-      }));
+    // A literal, complete message: `create` would walk the schema on every system call.
+    return this.send(thread, memory, (callId) => ({
+      $typeName: "astra.vmm.v1.KernelCallRequest",
+      callId,
+      spaceId: thread.spaceId,
+      pid: thread.pid,
+      tid: thread.tid,
+      cpu: thread.cpu,
+      number,
+      args: sixArguments(args),
+    }));
   }
 
   answer(call: PendingCall<KernelCallRequest, KernelCallResponse>, response: KernelCallResponse): void {
