@@ -5,8 +5,10 @@
 // - embedded: the block layer of the storage service in a whole embedded system, its drivers
 //   programming the machine's controllers through MachineService, InterruptService and pmm over
 //   the in-process transport;
-// - grpc: BlockService ReadBlocks/WriteBlocks over gRPC on loopback against that system's gateway,
-//   from a client in a worker thread (so client and server each have a core);
+// - grpc: BlockService's BlockIo stream over gRPC on loopback against that system's gateway, every
+//   request of a case in flight on one stream, from a client in a worker thread (so client and
+//   server each have a core); grpc-unary: the same with one ReadBlocks/WriteBlocks call per request
+//   (NVMe random reads only, for comparison);
 // - models: the same drivers and block layer on the machine's device models directly, without a
 //   transport in between — the drivers' own cost;
 // - reference: pread/pwrite (node:fs with a position) on the NVMe image file, one at a time (QD1)
@@ -22,6 +24,7 @@ import { client } from "../lib/rpc.ts";
 import { DiskImage } from "../services/machine/devices/diskimage.ts";
 import { loadFactory } from "../services/index.ts";
 import type { BlockDevice } from "../services/storage/block.ts";
+import { BlockIoClient } from "../services/storage/block_io.ts";
 import { DiskSubsystem } from "../services/storage/disks.ts";
 import { DeviceMachine } from "../services/storage/hardware.ts";
 
@@ -40,13 +43,15 @@ interface Figure {
 interface Case extends Figure {
   device: string;
   driver: "nvme" | "ahci";
-  path: "embedded" | "grpc" | "models";
+  path: "embedded" | "grpc" | "grpc-unary" | "models";
   op: Op;
   qd: number;
 }
 
 interface WorkerRequest {
   address: string;
+  /** BlockIo stream, or a unary call per request. */
+  stream: boolean;
   device: string;
   op: Op;
   qd: number;
@@ -109,6 +114,21 @@ async function workerLoad(req: WorkerRequest): Promise<Figure> {
   const slots = Math.floor(req.blockCount / perIo);
   const random = rng(req.qd * 7 + req.device.length);
   const data = new Uint8Array(IO_BYTES).fill(7);
+  if (req.stream) {
+    const stream = new BlockIoClient(block);
+    const lba = () => Math.floor(random() * slots) * perIo;
+    try {
+      return await load(
+        req.qd,
+        req.seconds,
+        req.op === "randread"
+          ? () => stream.read(req.device, lba(), perIo)
+          : () => stream.write(req.device, lba(), data),
+      );
+    } finally {
+      await stream.close();
+    }
+  }
   const io = req.op === "randread"
     ? () =>
       block.readBlocks({
@@ -207,18 +227,22 @@ async function main(): Promise<void> {
     results.push({ ...c, path: "embedded", ...await load(c.qd, SECONDS, blockIo(device, c.op, c.qd)) });
   }
   const grpc = grpcClient();
-  for (const c of cases) {
-    const device = disks.block.device(c.device);
-    const figure = await grpc.run({
-      address: system.gatewayAddress!,
-      device: c.device,
-      op: c.op,
-      qd: c.qd,
-      blockSize: device.blockSize,
-      blockCount: device.blockCount,
-      seconds: SECONDS,
-    });
-    results.push({ ...c, path: "grpc", ...figure });
+  const unaryCases = cases.filter((c) => c.driver === "nvme" && c.op === "randread");
+  for (const [path, list] of [["grpc", cases], ["grpc-unary", unaryCases]] as const) {
+    for (const c of list) {
+      const device = disks.block.device(c.device);
+      const figure = await grpc.run({
+        address: system.gatewayAddress!,
+        stream: path === "grpc",
+        device: c.device,
+        op: c.op,
+        qd: c.qd,
+        blockSize: device.blockSize,
+        blockCount: device.blockCount,
+        seconds: SECONDS,
+      });
+      results.push({ ...c, path, ...figure });
+    }
   }
   grpc.close();
   await system.shutdown();

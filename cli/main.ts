@@ -40,6 +40,9 @@ usage: ./astra <command> [options]
 ${KV_USAGE}
   storage devices | read DEV LBA COUNT > FILE | write DEV LBA < FILE  [--endpoint ADDR]
         the block devices the AHCI and NVMe drivers found, and raw block I/O
+  machine disk list | attach LOCATION [--image PATH] [--size SIZE] | detach LOCATION [--surprise]
+  machine fault inject KIND LOCATION [--lba FIRST] [--blocks N] [--count N] | clear [LOCATION] [--id ID]
+        hot-plug the machine's disks and make them fail (./astra machine --help for the kinds)
   test [VITEST ARGS]
         contracts, type, lint and format checks, then the whole test suite
   gen [--check]
@@ -190,6 +193,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   fsck,
   run: async (args) => (await import("./run.ts")).run(args),
   storage: async (args) => (await import("./storage.ts")).storageCommand(args),
+  machine: async (args) => (await import("./machine.ts")).machineCommand(args),
   test,
   gen: (args) => gen(args.includes("--check")),
   image: async () => {

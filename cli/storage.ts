@@ -8,10 +8,10 @@
 // gateway, then the storage service's own port.
 import { parseArgs } from "node:util";
 import { type BlockDevice, BlockService, DeviceDriver } from "../gen/astra/storage/v1/block_pb.ts";
-import { DEFAULT_GATEWAY_ADDRESS, DEFAULT_PORTS, readEnv } from "../lib/config.ts";
-import { AstraError, Code, invalidArgument } from "../lib/errors.ts";
-import { GrpcTransport } from "../lib/grpc.ts";
+import { AstraError, invalidArgument } from "../lib/errors.ts";
 import { type Client, client } from "../lib/rpc.ts";
+import { withEndpoint } from "./endpoint.ts";
+import { sizeText, table } from "./format.ts";
 
 const USAGE = `usage: ./astra storage <command> [--endpoint HOST:PORT]
 
@@ -25,54 +25,9 @@ const CHUNK_BYTES = 8 * 1024 * 1024;
 
 type Block = Client<typeof BlockService>;
 
-function endpoints(explicit?: string): string[] {
-  const chosen = explicit ?? readEnv("ASTRA_ENDPOINT");
-  return chosen ? [chosen] : [DEFAULT_GATEWAY_ADDRESS, `127.0.0.1:${DEFAULT_PORTS.storage}`];
-}
-
-/** Runs `fn` against the first endpoint that answers. */
-async function withBlockService<T>(
-  explicit: string | undefined,
-  fn: (block: Block) => Promise<T>,
-): Promise<T> {
-  const targets = endpoints(explicit);
-  for (const [i, address] of targets.entries()) {
-    const transport = new GrpcTransport(address, { maxAttempts: 1 });
-    try {
-      return await fn(client(BlockService, transport, "cli"));
-    } catch (err) {
-      const unreachable = err instanceof AstraError && err.code === Code.UNAVAILABLE;
-      if (!unreachable || i === targets.length - 1) {
-        if (unreachable) {
-          throw new AstraError(
-            Code.UNAVAILABLE,
-            err.errno,
-            `nothing answered at ${targets.join(" or ")}: is the system booted? try ./astra boot`,
-          );
-        }
-        throw err;
-      }
-    } finally {
-      transport.close();
-    }
-  }
-  throw new Error("no endpoint to try");
-}
-
-function sizeText(bytes: bigint): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-  let v = Number(bytes);
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`;
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join("  ").trimEnd()).join("\n");
+/** Runs `fn` with BlockService at the first endpoint that answers. */
+function withBlockService<T>(explicit: string | undefined, fn: (block: Block) => Promise<T>): Promise<T> {
+  return withEndpoint("storage", explicit, (transport) => fn(client(BlockService, transport, "cli")));
 }
 
 function deviceRows(devices: BlockDevice[]): string[][] {

@@ -76,7 +76,24 @@ export class InterruptHub {
 
   // ---- handlers and their streams ----
 
+  /**
+   * A new handler. One with the name of a handler already on the source replaces it: a driver
+   * whose process died and came back registers again under its own name, possibly before the
+   * machine has seen its previous incarnation's stream end (a connection that vanishes without a
+   * goodbye is only noticed when the transport gives up on it), and must not find its IRQ held by
+   * its own ghost.
+   */
   register(irq: number, name: string, sharing: Sharing): number {
+    for (const stale of this.#endpoints.values()) {
+      if (stale.irq !== irq || stale.name !== name) continue;
+      this.#log.warn("interrupt handler replaced by a new registration under its name", {
+        irq,
+        name,
+        handlerId: stale.handlerId,
+        attached: stale.attached,
+      });
+      this.unregister(stale.handlerId);
+    }
     const outstanding = new Set<number>();
     const deliveries = new Channel<InterruptDelivery>();
     const handlerId = this.controller.register({

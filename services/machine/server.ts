@@ -17,7 +17,7 @@ import { type DeviceConfig, deviceConfigFrom } from "./config.ts";
 import { HWCAP, HWCAP2 } from "./cpu/features.ts";
 import { DCACHE_BLOCK_BYTES } from "./cpu/interpreter.ts";
 import { cpuMethods, cpuSummaries } from "./cpu_server.ts";
-import type { MmioWidth } from "./devices/mmio.ts";
+import { accessDevices, mmioValue, mmioWidth } from "./device_access.ts";
 import type { DiskController, DiskLocation, DiskReport } from "./disks.ts";
 import type { FirmwareRegionType } from "./firmware.ts";
 import { interruptServiceImpl } from "./interrupt_server.ts";
@@ -47,13 +47,6 @@ function transferLength(value: bigint): number {
     throw invalidArgument("length", `at most ${MAX_PHYSICAL_TRANSFER} bytes per call, not ${length}`);
   }
   return length;
-}
-
-function mmioWidth(width: number): MmioWidth {
-  if (width !== 1 && width !== 2 && width !== 4 && width !== 8) {
-    throw invalidArgument("width", `an MMIO access is 1, 2, 4 or 8 bytes, not ${width}`);
-  }
-  return width;
 }
 
 /** A block number or count as a safe number; beyond that no disk reaches. */
@@ -217,12 +210,10 @@ export function createMachine(
     },
     writeMmio: (req) => {
       const width = mmioWidth(req.width);
-      if (width < 8 && req.value >> BigInt(width * 8) !== 0n) {
-        throw invalidArgument("value", `0x${req.value.toString(16)} does not fit in ${width} byte(s)`);
-      }
-      machine.bus.write(safeNumber(req.address, "address"), width, req.value);
+      machine.bus.write(safeNumber(req.address, "address"), width, mmioValue(req.value, width));
       return {};
     },
+    accessDevices: (req) => ({ results: accessDevices(machine.memory, machine.bus, req.accesses) }),
     writeConsole: (req) => {
       machine.console.write(req.data);
       return {};

@@ -23,6 +23,7 @@ import {
   type InterruptRegistration,
   type PhysicalSegment,
   readSegments,
+  writeAccesses,
   writeSegments,
 } from "./hardware.ts";
 
@@ -446,6 +447,8 @@ export class AhciPort {
   #queuedInflight = 0;
   #pending: Command[] = [];
   #pumping: Promise<void> | null = null;
+  /** #pump was called while a pump ran: something may have become issuable since. */
+  #pumpAgain = false;
   /** Recoveries, resets and link changes, one after another. */
   #maintenance: Promise<void> = Promise.resolve();
   #checking: Promise<void> | null = null;
@@ -1115,9 +1118,12 @@ export class AhciPort {
   }
 
   #pump(): void {
-    if (this.#pumping || !this.#running || this.#holding || this.#halted || this.#pending.length === 0) {
+    if (this.#pumping) {
+      this.#pumpAgain = true;
       return;
     }
+    if (!this.#running || this.#holding || this.#halted || this.#pending.length === 0) return;
+    this.#pumpAgain = false;
     let failed = false;
     this.#pumping = this.#issueBatches().catch((err) => {
       // What was written times out and is recovered by a port reset; the watchdog pumps again.
@@ -1125,7 +1131,10 @@ export class AhciPort {
       log.warn("AHCI command issue failed", { port: this.index, error: String(err) });
     }).finally(() => {
       this.#pumping = null;
-      if (!failed) this.#pump();
+      // Issuing stopped at what cannot go yet (a non-queued command waiting for an idle port);
+      // only a completion or a new command that came meanwhile can change that. Pumping again
+      // without one would spin in microtasks and starve the very completion it waits for.
+      if (!failed && this.#pumpAgain) this.#pump();
     });
   }
 
@@ -1218,9 +1227,11 @@ export class AhciPort {
         await this.#build(c, slot, ownTables);
         c.onIssue?.(slot);
       }
-      await writeSegments(this.#hw, [...ownTables, this.#shadowWrite(low, high)]);
-      if (sact) await this.#set(PX_SACT, sact >>> 0);
-      await this.#set(PX_CI, ci >>> 0);
+      // The command structures, then PxSACT and PxCI: stores the HBA sees in order, one batch.
+      const accesses = writeAccesses([...ownTables, this.#shadowWrite(low, high)]);
+      if (sact) accesses.push({ op: "write32", address: this.#base + PX_SACT, value: sact >>> 0 });
+      accesses.push({ op: "write32", address: this.#base + PX_CI, value: ci >>> 0 });
+      await this.#hw.access(accesses);
       for (const c of batch) c.issued = true;
     }
   }

@@ -14,7 +14,7 @@ import {
   InterruptService,
   Sharing,
 } from "../../gen/astra/machine/v1/interrupts_pb.ts";
-import { MachineService } from "../../gen/astra/machine/v1/machine_pb.ts";
+import { type DeviceAccessSchema, MachineService } from "../../gen/astra/machine/v1/machine_pb.ts";
 import { PmmService } from "../../gen/astra/pmm/v1/pmm_pb.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { AHCI_MMIO_SIZE, AhciHba, type DriveIdentity } from "../machine/devices/ahci.ts";
@@ -28,6 +28,9 @@ import { PhysicalMemory } from "../machine/memory.ts";
 export const PAGE_BYTES = 4096;
 /** The machine contract's limit for one ReadPhysical or WritePhysical. */
 export const MAX_PHYSICAL_TRANSFER = 16 * 1024 * 1024;
+/** The machine contract's limits for one AccessDevices call: accesses, and bytes each way. */
+export const MAX_BATCH_ACCESSES = 4096;
+export const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 
 const log = logger("storage");
 
@@ -56,6 +59,12 @@ export interface PhysicalSegment {
   length: number;
 }
 
+/** Bytes to put in guest physical memory. */
+export interface PhysicalWrite {
+  address: number;
+  data: Uint8Array;
+}
+
 export interface InterruptDelivery {
   irq: number;
   cpu: number;
@@ -70,6 +79,20 @@ export interface InterruptRegistration {
   readonly irq: number;
   unregister(): Promise<void>;
 }
+
+/**
+ * One access of a batch: guest physical memory or a 32-bit device register. A batch is made in
+ * order, as a CPU issues its loads and stores; only what a later access does not depend on goes
+ * in the same batch (a read whose value decides the next access ends one).
+ */
+export type DeviceAccess =
+  | { op: "read-physical"; address: number; length: number }
+  | { op: "write-physical"; address: number; data: Uint8Array }
+  | { op: "read32"; address: number }
+  | { op: "write32"; address: number; value: number };
+
+/** What one access answered: the bytes or register value read, null for a write. */
+export type AccessResult = Uint8Array | number | null;
 
 export interface Hardware {
   /** What the driver runs on, for logs and statistics. */
@@ -89,6 +112,12 @@ export interface Hardware {
   readPhysical(address: number, length: number): Promise<Uint8Array>;
   writePhysical(address: number, data: Uint8Array): Promise<void>;
   fillPhysical(address: number, length: number, value: number): Promise<void>;
+  /**
+   * Makes `accesses` in order in one exchange with the machine (MachineService.AccessDevices),
+   * answering one result per access. If an access fails, the ones before it have happened and
+   * none after it has.
+   */
+  access(accesses: readonly DeviceAccess[]): Promise<AccessResult[]>;
   /** An exclusive handler for `irq`; deliveries are ended (EOI) when the handler resolves. */
   registerInterrupt(irq: number, name: string, handler: InterruptHandler): Promise<InterruptRegistration>;
   /** Delivers `irq` to `cpu` (at the controller's default device priority). */
@@ -99,18 +128,22 @@ export interface Hardware {
 /** Device interrupts are delivered at the interrupt controller's default priority. */
 const DEVICE_PRIORITY = 128;
 
+/** Reads planned as batch accesses, and how to turn their results back into the segments asked for. */
+export interface ReadPlan {
+  readonly accesses: DeviceAccess[];
+  /** The segments' bytes, from the results of a batch that starts with `accesses`. */
+  assemble(results: readonly AccessResult[]): Uint8Array[];
+}
+
 /**
- * Reads several segments, merging neighbours that lie close together into one transfer: a
- * driver completing a batch of reads whose buffers sit side by side in its DMA pool pays one
- * physical read instead of one per command.
+ * Plans reads of several segments, merging neighbours that lie close together into one transfer:
+ * a driver completing a batch of reads whose buffers sit side by side in its DMA pool moves one
+ * range instead of one per command.
  */
-export async function readSegments(
-  hw: Hardware,
-  segments: readonly PhysicalSegment[],
-): Promise<Uint8Array[]> {
+export function planReads(segments: readonly PhysicalSegment[]): ReadPlan {
   const order = segments.map((s, i) => ({ s, i })).sort((a, b) => a.s.address - b.s.address);
-  const out: Uint8Array[] = new Array(segments.length);
-  const reads: Promise<void>[] = [];
+  const groups: { start: number; members: { s: PhysicalSegment; i: number }[] }[] = [];
+  const accesses: DeviceAccess[] = [];
   let k = 0;
   while (k < order.length) {
     const start = order[k].s.address;
@@ -126,27 +159,38 @@ export async function readSegments(
       useful += next.length;
       j++;
     }
-    const group = order.slice(k, j);
-    reads.push(
-      readLarge(hw, start, end - start).then((bytes) => {
-        for (const { s, i } of group) {
-          out[i] = bytes.subarray(s.address - start, s.address - start + s.length);
-        }
-      }),
-    );
+    groups.push({ start, members: order.slice(k, j) });
+    accesses.push({ op: "read-physical", address: start, length: end - start });
     k = j;
   }
-  await Promise.all(reads);
-  return out;
+  return {
+    accesses,
+    assemble(results) {
+      const out: Uint8Array[] = new Array(segments.length);
+      groups.forEach((group, g) => {
+        const bytes = results[g] as Uint8Array;
+        for (const { s, i } of group.members) {
+          out[i] = bytes.subarray(s.address - group.start, s.address - group.start + s.length);
+        }
+      });
+      return out;
+    },
+  };
 }
 
-/** Writes several segments, merging exactly adjacent ones. */
-export async function writeSegments(
+/** Reads several segments in one batch (see planReads). */
+export async function readSegments(
   hw: Hardware,
-  segments: readonly { address: number; data: Uint8Array }[],
-): Promise<void> {
+  segments: readonly PhysicalSegment[],
+): Promise<Uint8Array[]> {
+  const plan = planReads(segments);
+  return plan.assemble(await hw.access(plan.accesses));
+}
+
+/** Writes of several segments as batch accesses, exactly adjacent ones merged into one. */
+export function writeAccesses(segments: readonly PhysicalWrite[]): DeviceAccess[] {
   const order = [...segments].sort((a, b) => a.address - b.address);
-  const writes: Promise<void>[] = [];
+  const out: DeviceAccess[] = [];
   let k = 0;
   while (k < order.length) {
     let j = k + 1;
@@ -159,37 +203,20 @@ export async function writeSegments(
       j++;
     }
     if (j === k + 1) {
-      writes.push(writeLarge(hw, order[k].address, order[k].data));
+      out.push({ op: "write-physical", address: order[k].address, data: order[k].data });
     } else {
       const merged = new Uint8Array(end - order[k].address);
       for (let i = k; i < j; i++) merged.set(order[i].data, order[i].address - order[k].address);
-      writes.push(writeLarge(hw, order[k].address, merged));
+      out.push({ op: "write-physical", address: order[k].address, data: merged });
     }
     k = j;
   }
-  await Promise.all(writes);
-}
-
-async function readLarge(hw: Hardware, address: number, length: number): Promise<Uint8Array> {
-  if (length <= MAX_PHYSICAL_TRANSFER) return await hw.readPhysical(address, length);
-  const out = new Uint8Array(length);
-  const parts: Promise<void>[] = [];
-  for (let done = 0; done < length; done += MAX_PHYSICAL_TRANSFER) {
-    const n = Math.min(MAX_PHYSICAL_TRANSFER, length - done);
-    const at = done;
-    parts.push(hw.readPhysical(address + at, n).then((bytes) => out.set(bytes, at)));
-  }
-  await Promise.all(parts);
   return out;
 }
 
-async function writeLarge(hw: Hardware, address: number, data: Uint8Array): Promise<void> {
-  if (data.length <= MAX_PHYSICAL_TRANSFER) return await hw.writePhysical(address, data);
-  const parts: Promise<void>[] = [];
-  for (let done = 0; done < data.length; done += MAX_PHYSICAL_TRANSFER) {
-    parts.push(hw.writePhysical(address + done, data.subarray(done, done + MAX_PHYSICAL_TRANSFER)));
-  }
-  await Promise.all(parts);
+/** Writes several segments in one batch. */
+export async function writeSegments(hw: Hardware, segments: readonly PhysicalWrite[]): Promise<void> {
+  await hw.access(writeAccesses(segments));
 }
 
 function isPowerOfTwo(n: number): boolean {
@@ -382,6 +409,93 @@ export class ServiceHardware implements Hardware {
 
   async fillPhysical(address: number, length: number, value: number): Promise<void> {
     await this.#machine.fillPhysical({ address: BigInt(address), length: BigInt(length), value });
+  }
+
+  /**
+   * One AccessDevices call per batch the contract accepts: a longer batch, or one moving more
+   * bytes, goes as several calls in order, and a physical transfer larger than a call carries is
+   * cut into pieces (a read's pieces are put back together).
+   */
+  async access(accesses: readonly DeviceAccess[]): Promise<AccessResult[]> {
+    const results: AccessResult[] = new Array(accesses.length).fill(null);
+    let call: MessageInitShape<typeof DeviceAccessSchema>[] = [];
+    let owners: { index: number; offset: number }[] = [];
+    let read = 0;
+    let written = 0;
+    const send = async () => {
+      if (call.length === 0) return;
+      const sent = owners;
+      const { results: answered } = await this.#machine.accessDevices({ accesses: call });
+      answered.forEach((answer, k) => {
+        const { index, offset } = sent[k];
+        const r = answer.result;
+        if (r.case === "value") results[index] = Number(r.value);
+        else if (r.case === "data") {
+          const whole = results[index];
+          if (whole instanceof Uint8Array) whole.set(r.value, offset);
+          else results[index] = r.value;
+        }
+      });
+      call = [];
+      owners = [];
+      read = written = 0;
+    };
+    const room = async (readBytes: number, writeBytes: number) => {
+      if (
+        call.length >= MAX_BATCH_ACCESSES || read + readBytes > MAX_BATCH_BYTES ||
+        written + writeBytes > MAX_BATCH_BYTES
+      ) {
+        await send();
+      }
+      read += readBytes;
+      written += writeBytes;
+    };
+    for (let index = 0; index < accesses.length; index++) {
+      const a = accesses[index];
+      switch (a.op) {
+        case "read-physical":
+          if (a.length > MAX_BATCH_BYTES) results[index] = new Uint8Array(a.length);
+          for (let offset = 0; offset === 0 || offset < a.length; offset += MAX_BATCH_BYTES) {
+            const n = Math.min(MAX_BATCH_BYTES, a.length - offset);
+            await room(n, 0);
+            call.push({
+              access: {
+                case: "readPhysical",
+                value: { address: BigInt(a.address + offset), length: BigInt(n) },
+              },
+            });
+            owners.push({ index, offset });
+          }
+          break;
+        case "write-physical":
+          for (let offset = 0; offset === 0 || offset < a.data.length; offset += MAX_BATCH_BYTES) {
+            const data = a.data.subarray(offset, offset + MAX_BATCH_BYTES);
+            await room(0, data.length);
+            call.push({
+              access: { case: "writePhysical", value: { address: BigInt(a.address + offset), data } },
+            });
+            owners.push({ index, offset });
+          }
+          break;
+        case "read32":
+          await room(0, 0);
+          call.push({ access: { case: "readMmio", value: { address: BigInt(a.address), width: 4 } } });
+          owners.push({ index, offset: 0 });
+          break;
+        case "write32":
+          await room(0, 0);
+          call.push({
+            access: {
+              case: "writeMmio",
+              value: { address: BigInt(a.address), width: 4, value: BigInt(a.value >>> 0) },
+            },
+          });
+          owners.push({ index, offset: 0 });
+          break;
+      }
+    }
+    await send();
+    return results;
   }
 
   async registerInterrupt(
@@ -639,6 +753,26 @@ export class DirectHardware implements Hardware {
 
   fillPhysical(address: number, length: number, value: number): Promise<void> {
     return settle(() => this.machine.memory.fill(address, length, value));
+  }
+
+  access(accesses: readonly DeviceAccess[]): Promise<AccessResult[]> {
+    return settle(() => {
+      const { memory, bus } = this.machine;
+      return accesses.map((a) => {
+        switch (a.op) {
+          case "read-physical":
+            return memory.read(a.address, a.length);
+          case "write-physical":
+            memory.write(a.address, a.data);
+            return null;
+          case "read32":
+            return bus.read32(a.address);
+          case "write32":
+            bus.write32(a.address, a.value);
+            return null;
+        }
+      });
+    });
   }
 
   registerInterrupt(irq: number, name: string, handler: InterruptHandler): Promise<InterruptRegistration> {

@@ -16,14 +16,16 @@ import type { IoEvents } from "./block.ts";
 import { DmaPool } from "./dma.ts";
 import {
   type ControllerInfo,
+  type DeviceAccess,
   type DmaRegion,
   type Hardware,
   hardwareError,
   type InterruptRegistration,
   PAGE_BYTES,
   type PhysicalSegment,
-  readSegments,
-  writeSegments,
+  type PhysicalWrite,
+  planReads,
+  writeAccesses,
 } from "./hardware.ts";
 
 const log = logger("storage");
@@ -246,6 +248,11 @@ interface Command {
   aborting: boolean;
   /** Given up on (an admin command that timed out): its command id stays taken until it completes. */
   abandoned: boolean;
+  /**
+   * Data to put in its DMA buffers before the entry: written with the entry and its doorbell, in
+   * one batch, when the command goes into the ring (again, if it is resubmitted).
+   */
+  writes: PhysicalWrite[];
   /** Data to read back on completion: on success only, or always (raw commands). */
   readBack: PhysicalSegment[] | null;
   readBackAlways: boolean;
@@ -422,6 +429,8 @@ interface DataBuffer {
   prp1: number;
   prp2: number;
   bytes: number;
+  /** What must be in its memory before the command runs: the data going out, and the PRP list. */
+  writes: PhysicalWrite[];
 }
 
 export class NvmeDriver {
@@ -848,6 +857,7 @@ export class NvmeDriver {
     let submitted!: (cid: number) => void;
     const cidKnown = new Promise<number>((resolve) => submitted = resolve);
     const done = this.#execute(q, sqe, {
+      writes: buffer?.writes,
       readBack: buffer ? segmentsOf(buffer.runs, bytes) : null,
       readBackAlways: true,
       onSubmit: submitted,
@@ -978,8 +988,9 @@ export class NvmeDriver {
   }
 
   /**
-   * A DMA buffer of `bytes` holding `data`, with PRP1/PRP2 (and a PRP list) describing it; at
-   * once, without a promise, when the pool has room and nothing needs writing (small reads).
+   * A DMA buffer of `bytes` for `data`, with PRP1/PRP2 (and a PRP list) describing it; at once,
+   * without a promise, when the pool has room. Nothing is written yet: the data and the list go
+   * with the command's submission entry.
    */
   #buffer(bytes: number, data: Uint8Array | null): DataBuffer | Promise<DataBuffer> {
     const runs = this.#pool.takeRuns(bytes);
@@ -989,36 +1000,32 @@ export class NvmeDriver {
 
   #describe(runs: DmaRegion[], bytes: number, data: Uint8Array | null): DataBuffer | Promise<DataBuffer> {
     const pages = pagesOf(runs).slice(0, Math.ceil(bytes / PAGE_BYTES));
-    const buffer: DataBuffer = { runs, listPages: [], prp1: pages[0], prp2: 0, bytes };
-    const writes: { address: number; data: Uint8Array }[] = [];
+    const buffer: DataBuffer = { runs, listPages: [], prp1: pages[0], prp2: 0, bytes, writes: [] };
     if (data) {
       let at = 0;
       for (const seg of segmentsOf(runs, data.length)) {
-        writes.push({ address: seg.address, data: data.subarray(at, at + seg.length) });
+        buffer.writes.push({ address: seg.address, data: data.subarray(at, at + seg.length) });
         at += seg.length;
       }
     }
     if (pages.length === 2) {
       buffer.prp2 = pages[1];
     } else if (pages.length > 2) {
-      const list = this.#pool.takeRuns(this.#listPages(pages.length - 1) * PAGE_BYTES);
+      const listBytes = this.#listPages(pages.length - 1) * PAGE_BYTES;
+      const list = this.#pool.takeRuns(listBytes);
       if (!list || list.length !== 1) {
         if (list) this.#pool.freeAll(list);
-        return this.#pool.alloc(this.#listPages(pages.length - 1) * PAGE_BYTES).then(
-          (region) => this.#withList(buffer, pages, region, writes),
+        return this.#pool.alloc(listBytes).then(
+          (region) => this.#withList(buffer, pages, region),
           (err) => {
             this.#freeBuffer(buffer);
             throw err;
           },
         );
       }
-      return this.#withList(buffer, pages, list[0], writes);
+      return this.#withList(buffer, pages, list[0]);
     }
-    if (writes.length === 0) return buffer;
-    return writeSegments(this.#hw, writes).then(() => buffer, (err) => {
-      this.#freeBuffer(buffer);
-      throw err;
-    });
+    return buffer;
   }
 
   /** PRP list pages for `entries` entries: 512 a page, the last slot chaining to the next page. */
@@ -1028,13 +1035,8 @@ export class NvmeDriver {
     return pages;
   }
 
-  /** Fills a PRP list (in `region`) with every page after the first and writes it with the data. */
-  async #withList(
-    buffer: DataBuffer,
-    pages: number[],
-    region: DmaRegion,
-    writes: { address: number; data: Uint8Array }[],
-  ): Promise<DataBuffer> {
+  /** Fills a PRP list (in `region`) with every page after the first, to be written with the data. */
+  #withList(buffer: DataBuffer, pages: number[], region: DmaRegion): DataBuffer {
     buffer.listPages.push(region);
     const entries = pages.slice(1);
     const listCount = this.#listPages(entries.length);
@@ -1057,12 +1059,7 @@ export class NvmeDriver {
       }
     }
     buffer.prp2 = region.address;
-    try {
-      await writeSegments(this.#hw, [...writes, { address: region.address, data: bytesOut }]);
-    } catch (err) {
-      this.#freeBuffer(buffer);
-      throw err;
-    }
+    buffer.writes.push({ address: region.address, data: bytesOut });
     return buffer;
   }
 
@@ -1094,7 +1091,7 @@ export class NvmeDriver {
         ns,
         lba,
         count,
-        () => this.#execute(this.#ioQueue(options.queueId ?? 0), sqe, { readBack }),
+        () => this.#execute(this.#ioQueue(options.queueId ?? 0), sqe, { writes: buffer.writes, readBack }),
         options.events,
       );
       return done.data;
@@ -1280,6 +1277,7 @@ export class NvmeDriver {
     q: QueuePair,
     sqe: Uint8Array,
     options: {
+      writes?: PhysicalWrite[];
       readBack?: PhysicalSegment[] | null;
       readBackAlways?: boolean;
       timeoutMs?: number;
@@ -1299,6 +1297,7 @@ export class NvmeDriver {
         submittedAt: 0,
         aborting: false,
         abandoned: false,
+        writes: options.writes ?? [],
         readBack: options.readBack ?? null,
         readBackAlways: options.readBackAlways ?? false,
         onSubmit: options.onSubmit ?? null,
@@ -1342,7 +1341,10 @@ export class NvmeDriver {
     });
   }
 
-  /** Writes everything waiting into the ring in one go and rings the doorbell once per batch. */
+  /**
+   * Puts everything waiting into the ring in one go: the commands' data and PRP lists, their
+   * entries and the tail doorbell travel as one batch of accesses, in that order.
+   */
   async #submitBatches(q: QueuePair): Promise<void> {
     while (this.#canSubmit(q) && q.pending.length > 0 && q.inflight.size < q.capacity) {
       const n = Math.min(q.pending.length, q.capacity - q.inflight.size);
@@ -1350,6 +1352,7 @@ export class NvmeDriver {
       const first = q.sqTail;
       const now = performance.now();
       const ring = new Uint8Array(n * SQE_BYTES);
+      const data: PhysicalWrite[] = [];
       for (let i = 0; i < n; i++) {
         const cmd = batch[i];
         const cid = q.freeCids.pop()!;
@@ -1362,18 +1365,26 @@ export class NvmeDriver {
         cmd.aborting = false;
         q.inflight.set(cid, cmd);
         ring.set(cmd.sqe, i * SQE_BYTES);
+        for (const w of cmd.writes) data.push(w);
         cmd.onSubmit?.(cid);
       }
       const firstSpan = Math.min(n, q.entries - first);
       q.sqTail = (first + n) % q.entries;
-      const writes = [
-        this.#hw.writePhysical(q.sq.address + first * SQE_BYTES, ring.subarray(0, firstSpan * SQE_BYTES)),
-      ];
+      const accesses = writeAccesses(data);
+      accesses.push({
+        op: "write-physical",
+        address: q.sq.address + first * SQE_BYTES,
+        data: ring.subarray(0, firstSpan * SQE_BYTES),
+      });
       if (firstSpan < n) {
-        writes.push(this.#hw.writePhysical(q.sq.address, ring.subarray(firstSpan * SQE_BYTES)));
+        accesses.push({
+          op: "write-physical",
+          address: q.sq.address,
+          data: ring.subarray(firstSpan * SQE_BYTES),
+        });
       }
-      await Promise.all(writes);
-      await this.#hw.write32(this.#sqDoorbell(q.id), q.sqTail);
+      accesses.push({ op: "write32", address: this.#sqDoorbell(q.id), value: q.sqTail });
+      await this.#hw.access(accesses);
     }
   }
 
@@ -1429,19 +1440,26 @@ export class NvmeDriver {
     if (consumed === 0) return;
     this.#stats.completions += consumed;
     q.unacknowledged += consumed;
-    const work = [this.#finish(done)];
     // The head doorbell only tells the controller that completion entries are free again; with
-    // the queue's capacity kept below its size it is written every quarter of the ring.
+    // the queue's capacity kept below its size it is written every quarter of the ring, after the
+    // finished commands' data is read, in the same batch.
+    let doorbell: DeviceAccess | null = null;
     if (q.unacknowledged >= ackInterval(q.entries) || q.id === 0) {
       q.unacknowledged = 0;
-      work.push(this.#hw.write32(this.#cqDoorbell(q.id), q.cqHead));
+      doorbell = { op: "write32", address: this.#cqDoorbell(q.id), value: q.cqHead };
     }
-    await Promise.all(work);
+    await this.#finish(done, doorbell);
     if (q.pending.length > 0) this.#pump(q);
   }
 
-  /** Reads back the data of the finished commands (merged where buffers are neighbours), then settles them. */
-  async #finish(done: { cmd: Command; completion: NvmeCompletion }[]): Promise<void> {
+  /**
+   * Reads back the data of the finished commands (merged where buffers are neighbours), with
+   * `after` (the head doorbell) in the same batch, then settles them.
+   */
+  async #finish(
+    done: { cmd: Command; completion: NvmeCompletion }[],
+    after: DeviceAccess | null,
+  ): Promise<void> {
     const segments: PhysicalSegment[] = [];
     const owners: { index: number; first: number; count: number }[] = [];
     done.forEach(({ cmd, completion }, index) => {
@@ -1451,15 +1469,22 @@ export class NvmeDriver {
     });
     const data: (Uint8Array | null)[] = done.map(() => null);
     const failed = new Set<number>();
-    if (segments.length > 0) {
+    const plan = planReads(segments);
+    const accesses = after ? [...plan.accesses, after] : plan.accesses;
+    let doorbellFailure: unknown = null;
+    if (accesses.length > 0) {
       try {
-        const parts = await readSegments(this.#hw, segments);
+        const parts = plan.assemble(await this.#hw.access(accesses));
         for (const o of owners) data[o.index] = concat(parts.slice(o.first, o.first + o.count));
       } catch (err) {
+        // The batch stops at the access that failed, so the data may be unread: those commands
+        // fail; the others finished on the controller and are settled below. The reaper hears
+        // of it when the doorbell may not have been written.
         for (const o of owners) {
           failed.add(o.index);
           done[o.index].cmd.reject(err);
         }
+        if (after) doorbellFailure = err;
       }
     }
     const now = performance.now();
@@ -1467,6 +1492,7 @@ export class NvmeDriver {
       if (failed.has(i)) return;
       cmd.resolve({ completion, data: data[i], latencyMicros: Math.round((now - cmd.submittedAt) * 1000) });
     });
+    if (doorbellFailure) throw doorbellFailure;
   }
 
   // ---- internals: admin commands ----

@@ -16,15 +16,16 @@ import {
   IdentifyNamespaceResponseSchema,
   NvmeService,
 } from "../../gen/astra/storage/v1/nvme_pb.ts";
-import { AstraError, Code, Errno, failedPrecondition, invalidArgument } from "../../lib/errors.ts";
+import { AstraError, Code, Errno, failedPrecondition, invalidArgument, notFound } from "../../lib/errors.ts";
 import type { Peers, ServiceModule, SystemConfig } from "../../lib/module.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { bindService, type BoundService } from "../../lib/server.ts";
 import type { AhciDriver, AtaIdentify, AtaResult, LinkPowerState as PortPowerState } from "./ahci.ts";
 import type { BlockDevice, DeviceStatistics, LatencySummary } from "./block.ts";
+import { serveBlockIo } from "./block_io.ts";
 import { DiskSubsystem, type DiskSubsystemOptions } from "./disks.ts";
 import { type Hardware, ServiceHardware } from "./hardware.ts";
-import { BLOCK_SIZE } from "./lfsx/blockdev.ts";
+import { BlockLayerDevice } from "./lfsx/blocklayer.ts";
 import { LfsxServer } from "./lfsx_service.ts";
 import { bindVfs } from "./vfs/service.ts";
 import { hostStdio } from "./vfs/streams.ts";
@@ -167,6 +168,7 @@ export function blockService(disks: DiskSubsystem): BoundService {
       await block.device(req.device).flush();
       return {};
     },
+    blockIo: (requests) => serveBlockIo(block, requests),
     getDeviceStatistics: (req) => ({ statistics: statisticsMessage(block.device(req.device).statistics()) }),
     resetDevice: async (req) => ({ requestsRetried: await block.device(req.device).reset() }),
     getStatistics: () => {
@@ -183,23 +185,44 @@ export function blockService(disks: DiskSubsystem): BoundService {
   });
 }
 
-/** The AhciService over the first AHCI HBA's driver. */
+/**
+ * Which of `drivers` a request's `controller` names: the first when it names none (a machine
+ * without one fails FAILED_PRECONDITION, as before controllers had names); a name the machine has
+ * no such controller by fails NOT_FOUND.
+ */
+function controllerIndex(drivers: readonly { name: string }[], name: string, kind: string): number {
+  if (name === "") {
+    if (drivers.length === 0) {
+      throw failedPrecondition(`the machine has no ${kind}`, Errno.ENODEV, "controller");
+    }
+    return 0;
+  }
+  const index = drivers.findIndex((d) => d.name === name);
+  if (index < 0) {
+    const present = drivers.length === 0 ? "none" : drivers.map((d) => d.name).join(", ");
+    throw notFound(
+      "controller",
+      `no ${kind} ${JSON.stringify(name)} (the machine has ${present})`,
+      Errno.ENODEV,
+    );
+  }
+  return index;
+}
+
+/** The AhciService over the AHCI HBAs' drivers. */
 export function ahciService(disks: DiskSubsystem): BoundService {
-  const driver = (): AhciDriver => {
-    const d = disks.ahci[0];
-    if (!d) throw failedPrecondition("the machine has no AHCI HBA", Errno.ENODEV);
-    return d;
-  };
-  const runningPort = (index: number) => {
-    const port = driver().port(index);
+  const driver = (req: { controller: string }): AhciDriver =>
+    disks.ahci[controllerIndex(disks.ahci, req.controller, "AHCI HBA")];
+  const runningPort = (req: { controller: string; port: number }) => {
+    const port = driver(req).port(req.port);
     if (port.halted) {
-      throw failedPrecondition(`AHCI port ${index} is stopped (PortStart starts it)`, Errno.EAGAIN);
+      throw failedPrecondition(`AHCI port ${req.port} is stopped (PortStart starts it)`, Errno.EAGAIN);
     }
     return port;
   };
   return bindService("storage", AhciService, {
-    init: async () => {
-      const d = await disks.reinitAhci(0);
+    init: async (req) => {
+      const d = await disks.reinitAhci(controllerIndex(disks.ahci, req.controller, "AHCI HBA"));
       const ports = d.ports();
       return {
         capabilities: d.capabilities,
@@ -216,7 +239,7 @@ export function ahciService(disks: DiskSubsystem): BoundService {
       };
     },
     portInit: async (req) => {
-      const port = driver().port(req.port);
+      const port = driver(req).port(req.port);
       await port.reinit();
       const area = port.areaAddress;
       return {
@@ -226,30 +249,30 @@ export function ahciService(disks: DiskSubsystem): BoundService {
       };
     },
     portStart: async (req) => {
-      await driver().port(req.port).resume();
+      await driver(req).port(req.port).resume();
       return {};
     },
     portStop: async (req) => {
-      await driver().port(req.port).halt();
+      await driver(req).port(req.port).halt();
       return {};
     },
-    read: async (req) => ({ data: await runningPort(req.port).read(safe(req.lba, "lba"), req.count) }),
+    read: async (req) => ({ data: await runningPort(req).read(safe(req.lba, "lba"), req.count) }),
     write: async (req) => {
-      const port = runningPort(req.port);
+      const port = runningPort(req);
       const sector = port.identity?.logicalSectorBytes ?? 512;
       if (req.data.length === 0 || req.data.length % sector !== 0) {
         throw invalidArgument("data", `a write is a whole number of ${sector}-byte sectors`);
       }
       return { sectorsWritten: await port.write(safe(req.lba, "lba"), req.data, req.fua) };
     },
-    identify: async (req) => identifyMessage(await runningPort(req.port).identify()),
+    identify: async (req) => identifyMessage(await runningPort(req).identify()),
     issueCommand: async (req) => {
       const direction = req.direction === DataDirection.IN
         ? "in"
         : req.direction === DataDirection.OUT
         ? "out"
         : "none";
-      const slot = await runningPort(req.port).issueCommand({
+      const slot = await runningPort(req).issueCommand({
         command: req.command,
         features: req.features,
         lba: safe(req.lba, "lba"),
@@ -264,10 +287,10 @@ export function ahciService(disks: DiskSubsystem): BoundService {
       return { slot };
     },
     waitCommand: async (req) =>
-      waitMessage(await driver().port(req.port).waitCommand(req.slot, req.timeoutMs)),
-    resetPort: async (req) => ({ devicePresent: (await driver().port(req.port).reset()).devicePresent }),
+      waitMessage(await driver(req).port(req.port).waitCommand(req.slot, req.timeoutMs)),
+    resetPort: async (req) => ({ devicePresent: (await driver(req).port(req.port).reset()).devicePresent }),
     getPortStatus: async (req) => {
-      const s = await driver().port(req.port).status();
+      const s = await driver(req).port(req.port).status();
       return {
         port: s.port,
         devicePresent: s.devicePresent,
@@ -289,22 +312,20 @@ export function ahciService(disks: DiskSubsystem): BoundService {
     setPowerState: async (req) => {
       const state = POWER_FROM_MESSAGE[req.state];
       if (!state) throw invalidArgument("state", "state must be ACTIVE, PARTIAL, SLUMBER or DEVSLEEP");
-      const previous = await runningPort(req.port).setPowerState(state);
+      const previous = await runningPort(req).setPowerState(state);
       return { previous: previous ? POWER_TO_MESSAGE[previous] : LinkPowerState.UNSPECIFIED };
     },
   });
 }
 
-/** The NvmeService over the first NVMe controller's driver. */
+/** The NvmeService over the NVMe controllers' drivers. */
 export function nvmeService(disks: DiskSubsystem): BoundService {
-  const driver = (): NvmeDriver => {
-    const d = disks.nvme[0];
-    if (!d) throw failedPrecondition("the machine has no NVMe controller", Errno.ENODEV);
-    return d;
-  };
+  const driver = (req: { controller: string }): NvmeDriver =>
+    disks.nvme[controllerIndex(disks.nvme, req.controller, "NVMe controller")];
   return bindService("storage", NvmeService, {
     init: async (req) => {
-      const d = await disks.reinitNvme(0, { ioQueues: req.ioQueues, queueEntries: req.queueEntries });
+      const index = controllerIndex(disks.nvme, req.controller, "NVMe controller");
+      const d = await disks.reinitNvme(index, { ioQueues: req.ioQueues, queueEntries: req.queueEntries });
       return {
         version: d.version,
         ioQueues: d.ioQueueIds.length,
@@ -313,18 +334,18 @@ export function nvmeService(disks: DiskSubsystem): BoundService {
       };
     },
     createQueue: async (req) => {
-      const q = await driver().createQueue(req.queueId, req.entries, req.vector);
+      const q = await driver(req).createQueue(req.queueId, req.entries, req.vector);
       return {
         submissionQueueAddress: BigInt(q.submissionQueue),
         completionQueueAddress: BigInt(q.completionQueue),
       };
     },
     deleteQueue: async (req) => {
-      await driver().deleteQueue(req.queueId);
+      await driver(req).deleteQueue(req.queueId);
       return {};
     },
-    identifyController: async () => {
-      const c = await driver().identifyController();
+    identifyController: async (req) => {
+      const c = await driver(req).identifyController();
       return {
         vendorId: c.vendorId,
         serial: c.serial,
@@ -338,15 +359,17 @@ export function nvmeService(disks: DiskSubsystem): BoundService {
         raw: c.raw,
       };
     },
-    identifyNamespace: async (req) => namespaceMessage(await driver().identifyNamespace(req.namespaceId)),
-    enumerateNamespaces: async () => ({
-      namespaces: (await driver().enumerateNamespaces()).map(namespaceMessage),
+    identifyNamespace: async (req) => namespaceMessage(await driver(req).identifyNamespace(req.namespaceId)),
+    enumerateNamespaces: async (req) => ({
+      namespaces: (await driver(req).enumerateNamespaces()).map(namespaceMessage),
     }),
     read: async (req) => ({
-      data: await driver().read(req.namespaceId, safe(req.lba, "lba"), req.count, { queueId: req.queueId }),
+      data: await driver(req).read(req.namespaceId, safe(req.lba, "lba"), req.count, {
+        queueId: req.queueId,
+      }),
     }),
     write: async (req) => ({
-      blocksWritten: await driver().write(req.namespaceId, safe(req.lba, "lba"), req.data, {
+      blocksWritten: await driver(req).write(req.namespaceId, safe(req.lba, "lba"), req.data, {
         fua: req.fua,
         queueId: req.queueId,
       }),
@@ -358,11 +381,11 @@ export function nvmeService(disks: DiskSubsystem): BoundService {
         commandDwords: req.fields?.commandDwords ?? [],
       };
       return {
-        commandId: await driver().submitCommand(req.queueId, command, req.payload, req.transferBytes),
+        commandId: await driver(req).submitCommand(req.queueId, command, req.payload, req.transferBytes),
       };
     },
     waitCompletion: async (req) => {
-      const done = await driver().waitCompletion(req.queueId, req.commandId, req.timeoutMs);
+      const done = await driver(req).waitCompletion(req.queueId, req.commandId, req.timeoutMs);
       const c = done.completion;
       return {
         result: c.result,
@@ -375,8 +398,8 @@ export function nvmeService(disks: DiskSubsystem): BoundService {
         latencyMicros: BigInt(done.latencyMicros),
       };
     },
-    resetController: async () => ({
-      commandsResubmitted: await driver().resetController("requested over RPC"),
+    resetController: async (req) => ({
+      commandsResubmitted: await driver(req).resetController("requested over RPC"),
     }),
   });
 }
@@ -395,7 +418,7 @@ export function storageModule(
   const disks = new DiskSubsystem(hw, options);
   const lfsxServer = new LfsxServer({
     dataDir,
-    blockDevice: (name) => disks.block.device(name).withBlockSize(BLOCK_SIZE),
+    blockDevice: (name) => new BlockLayerDevice(disks.block.device(name)),
   });
   const lfsx = bindService("storage", LfsxService, lfsxServer.handlers());
   // Descriptors 0-2 of a first process are this process's own streams (the caller of `astra run`).

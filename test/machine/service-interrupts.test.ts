@@ -301,6 +301,42 @@ describe.each(KINDS)("interrupts over %s", (kind) => {
     await expect.poll(async () => (await stats(112)).handlers).toEqual([]);
   });
 
+  it("replaces a handler whose owner registers again under its name, as a restarted driver does", async () => {
+    // The ghost of a driver whose process died while an interrupt was in service: its stream is
+    // still open as far as the machine knows.
+    const ghost = await handler(113, "storage:ahci0");
+    await irqs.raise({ irq: 113 });
+    const stuck = await ghost.next();
+    expect((await stats(113)).inService).toBe(true);
+    // Anyone else still finds the source held.
+    await failure(
+      irqs.registerHandler({ irq: 113, name: "storage:other", sharing: Sharing.EXCLUSIVE }),
+      Code.FAILED_PRECONDITION,
+      Errno.EBUSY,
+      "irq",
+    );
+    const fresh = await handler(113, "storage:ahci0");
+    expect(fresh.handlerId).not.toBe(ghost.handlerId);
+    // The ghost is gone: its stream ended, its interrupt left service, its ID names nothing.
+    expect((await ghost.reader.ended()).error).toBeUndefined();
+    const after = await stats(113);
+    expect(after.handlers).toEqual(["storage:ahci0"]);
+    expect(after.inService).toBe(false);
+    await failure(irqs.unregisterHandler({ handlerId: ghost.handlerId }), Code.NOT_FOUND, Errno.ENOENT);
+    // The new handler gets the source's interrupts.
+    await irqs.raise({ irq: 113 });
+    const d = await fresh.next();
+    expect(d.irq).toBe(113);
+    expect(d.deliveryId).not.toBe(stuck.deliveryId);
+    fresh.complete(d);
+    await expect.poll(async () => (await stats(113)).inService).toBe(false);
+    // A name on another source is another handler.
+    const elsewhere = await handler(114, "storage:ahci0");
+    expect((await stats(113)).handlers).toEqual(["storage:ahci0"]);
+    expect((await stats(114)).handlers).toEqual(["storage:ahci0"]);
+    elsewhere.close();
+  });
+
   it("fails a stream that breaks the protocol, and unregisters its handler", async () => {
     const expectFailure = async (
       reader: StreamReader<unknown>,

@@ -40,6 +40,8 @@ export interface MachineRig {
   interrupts: InterruptClient;
   devices: Devices;
   dataDir: string;
+  /** The gRPC server's address (over gRPC only). */
+  address?: string;
   stop(): Promise<void>;
 }
 
@@ -63,10 +65,11 @@ export async function startMachine(
   await module.start();
   let transport = router.transport();
   let server: GrpcServer | undefined;
+  let address: string | undefined;
   if (kind === "grpc") {
     server = new GrpcServer("machine-test");
     module.bound.forEach((b) => server!.add(b));
-    const address = await server.listen("127.0.0.1:0");
+    address = await server.listen("127.0.0.1:0");
     server.setServing(true);
     transport = new GrpcTransport(address);
   }
@@ -83,6 +86,7 @@ export async function startMachine(
       decrementers: device(DeviceKind.INTERRUPT_CONTROLLER).irqs,
     },
     dataDir,
+    address,
     async stop() {
       transport.close();
       await server?.shutdown(500);

@@ -1,7 +1,12 @@
 // The drivers' DMA pool and the hardware layer's merged physical transfers, on the device models.
 import { describe, expect, it } from "vitest";
 import { DmaPool } from "../../../services/storage/dma.ts";
-import { DeviceMachine, readSegments, writeSegments } from "../../../services/storage/hardware.ts";
+import {
+  type DeviceAccess,
+  DeviceMachine,
+  readSegments,
+  writeSegments,
+} from "../../../services/storage/hardware.ts";
 import { expectBytes, MiB, pattern } from "./helpers.ts";
 
 function setup() {
@@ -52,37 +57,42 @@ describe("merged physical transfers", () => {
     const { machine, hw } = setup();
     const base = 8 * MiB;
     machine.memory.write(base, pattern(64 * 1024, 1));
-    let reads = 0;
-    const counted = { ...hw, readPhysical: (a: number, n: number) => (reads++, hw.readPhysical(a, n)) };
+    const batches: DeviceAccess[][] = [];
+    const counted = { access: (a: readonly DeviceAccess[]) => (batches.push([...a]), hw.access(a)) };
     const segments = [
       { address: base + 8192, length: 4096 },
       { address: base, length: 4096 },
       { address: base + 4096, length: 100 },
       { address: base + 60 * 1024, length: 512 },
     ];
-    const parts = await readSegments(counted as typeof hw, segments);
+    const parts = await readSegments(counted as unknown as typeof hw, segments);
     const all = pattern(64 * 1024, 1);
     segments.forEach((s, i) =>
       expectBytes(parts[i], all.subarray(s.address - base, s.address - base + s.length))
     );
-    // The first three lie side by side; the last one is too far away to be worth merging.
-    expect(reads).toBe(2);
+    // The first three lie side by side; the last one is too far away to be worth merging. Both
+    // transfers go to the machine in one batch.
+    expect(batches).toEqual([[
+      { op: "read-physical", address: base, length: 8192 + 4096 },
+      { op: "read-physical", address: base + 60 * 1024, length: 512 },
+    ]]);
   });
 
   it("writes exactly adjacent segments as one", async () => {
     const { machine, hw } = setup();
     const base = 9 * MiB;
-    let writes = 0;
-    const counted = {
-      ...hw,
-      writePhysical: (a: number, d: Uint8Array) => (writes++, hw.writePhysical(a, d)),
-    };
-    await writeSegments(counted as typeof hw, [
+    const batches: DeviceAccess[][] = [];
+    const counted = { access: (a: readonly DeviceAccess[]) => (batches.push([...a]), hw.access(a)) };
+    await writeSegments(counted as unknown as typeof hw, [
       { address: base + 512, data: pattern(512, 2) },
       { address: base, data: pattern(512, 1) },
       { address: base + 4096, data: pattern(512, 3) },
     ]);
-    expect(writes).toBe(2);
+    expect(batches.length).toBe(1);
+    expect(batches[0].map((a) => a.op === "write-physical" && [a.address, a.data.length])).toEqual([
+      [base, 1024],
+      [base + 4096, 512],
+    ]);
     expectBytes(machine.memory.read(base, 512), pattern(512, 1));
     expectBytes(machine.memory.read(base + 512, 512), pattern(512, 2));
     expectBytes(machine.memory.read(base + 4096, 512), pattern(512, 3));

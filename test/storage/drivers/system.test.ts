@@ -8,18 +8,26 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiskController, FaultKind } from "../../../gen/astra/machine/v1/devices_pb.ts";
 import { MachineService } from "../../../gen/astra/machine/v1/machine_pb.ts";
 import { AhciService, DataDirection, LinkPowerState } from "../../../gen/astra/storage/v1/ahci_pb.ts";
-import { BlockService, DeviceDriver } from "../../../gen/astra/storage/v1/block_pb.ts";
+import {
+  type BlockIoRequestSchema,
+  BlockService,
+  DeviceDriver,
+} from "../../../gen/astra/storage/v1/block_pb.ts";
 import { NvmeService } from "../../../gen/astra/storage/v1/nvme_pb.ts";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { Channel } from "../../../lib/channel.ts";
 import { AstraError, Code, Errno } from "../../../lib/errors.ts";
 import { GrpcServer, GrpcTransport } from "../../../lib/grpc.ts";
 import { bootEmbedded, type EmbeddedSystem } from "../../../lib/host.ts";
 import { InProcessRouter } from "../../../lib/inproc.ts";
+import { snapshotMetrics } from "../../../lib/metrics.ts";
 import { peersFrom, type SystemConfig } from "../../../lib/module.ts";
 import { client, type Transport } from "../../../lib/rpc.ts";
 import { loadFactory } from "../../../services/index.ts";
 import { createMachine } from "../../../services/machine/server.ts";
 import { createPmm } from "../../../services/pmm/server.ts";
-import { ServiceHardware } from "../../../services/storage/hardware.ts";
+import { BlockIoClient } from "../../../services/storage/block_io.ts";
+import { type DeviceAccess, ServiceHardware } from "../../../services/storage/hardware.ts";
 import { storageModule } from "../../../services/storage/server.ts";
 import { expectBytes, expectFailure, pattern } from "./helpers.ts";
 
@@ -169,6 +177,156 @@ for (const [kind, transport] of transports) {
         expect(err.detail.facts).toMatchObject({ lba: "1000", device });
         await machine.clearFaults({ location, faultId });
         await block.readBlocks({ device, lba: 1000n, count: 1 });
+      }
+    });
+
+    it("streams tagged commands over BlockIo, each answered by its tag or its own error", async (ctx) => {
+      skipUnlessReady(ctx);
+      const block = client(BlockService, transport());
+      const stream = new BlockIoClient(block);
+      try {
+        // Many commands in flight at once on two devices, every one a real round trip of data.
+        const writes = Array.from({ length: 24 }, (_, i) => ({
+          device: i % 2 === 0 ? "nvme0n1" : "sda",
+          lba: 4096 + kind.length * 512 + i * 8,
+          data: pattern(4096, 100 + i),
+        }));
+        const written = await Promise.all(writes.map((w) => stream.write(w.device, w.lba, w.data)));
+        expect(written).toEqual(writes.map(() => 8));
+        const read = await Promise.all(writes.map((w) => stream.read(w.device, w.lba, 8)));
+        read.forEach((data, i) => expectBytes(data, writes[i].data));
+        await Promise.all([stream.flush("nvme0n1"), stream.flush("sda")]);
+        // A failing command is answered with its error; the others and the stream go on.
+        const [beyond, unknown, fine] = await Promise.allSettled([
+          stream.read("sda", (64 * MiB) / 512 - 4, 8),
+          stream.read("sdz", 0, 1),
+          stream.read("nvme0n1", writes[0].lba, 8),
+        ]);
+        await expectFailure(
+          Promise.reject((beyond as PromiseRejectedResult).reason),
+          Code.OUT_OF_RANGE,
+          Errno.ENXIO,
+        );
+        const missing = await expectFailure(
+          Promise.reject((unknown as PromiseRejectedResult).reason),
+          Code.NOT_FOUND,
+          Errno.ENODEV,
+        );
+        expect(missing.detail.service).toBe("storage");
+        expectBytes((fine as PromiseFulfilledResult<Uint8Array>).value, writes[0].data);
+        await expectFailure(
+          stream.write("nvme0n1", 0, new Uint8Array(100)),
+          Code.INVALID_ARGUMENT,
+          Errno.EINVAL,
+        );
+        expectBytes(await stream.read("sda", writes[1].lba, 8), writes[1].data);
+        expect(stream.inFlight).toBe(0);
+      } finally {
+        await stream.close();
+      }
+      // Once closed, the client refuses new commands.
+      await expectFailure(stream.read("sda", 0, 1), Code.CANCELLED, Errno.ECANCELED);
+
+      // A malformed stream fails as a whole: a tag twice in flight, a command with no operation.
+      for (
+        const commands of [
+          [
+            {
+              tag: 7n,
+              device: "nvme0n1",
+              operation: { case: "read" as const, value: { lba: 0n, count: 1 } },
+            },
+            {
+              tag: 7n,
+              device: "nvme0n1",
+              operation: { case: "read" as const, value: { lba: 1n, count: 1 } },
+            },
+          ],
+          [{ tag: 8n, device: "nvme0n1" }],
+        ]
+      ) {
+        const requests = new Channel<MessageInitShape<typeof BlockIoRequestSchema>>();
+        requests.push({ commands });
+        let caught: unknown;
+        try {
+          for await (const _ of block.blockIo(requests)) { /* the failure ends the loop */ }
+        } catch (err) {
+          caught = err;
+        } finally {
+          requests.close();
+        }
+        await expectFailure(Promise.reject(caught), Code.INVALID_ARGUMENT, Errno.EINVAL);
+      }
+    });
+
+    it("cuts a batch of device accesses into the calls the machine accepts, in order", async (ctx) => {
+      skipUnlessReady(ctx);
+      const hw = new ServiceHardware(transport(), transport());
+      const calls = () =>
+        snapshotMetrics().find((m) =>
+          m.side === "client" && m.method === "/astra.machine.v1.MachineService/AccessDevices"
+        )
+          ?.calls ?? 0n;
+      const region = await hw.allocDma(20 * MiB, 4096, `test:batches over ${kind}`);
+      try {
+        // 20 MiB each way: more than two calls carry.
+        const data = pattern(20 * MiB, 31);
+        let before = calls();
+        await hw.access([{ op: "write-physical", address: region.address, data }]);
+        expect(calls() - before).toBe(3n);
+        before = calls();
+        const [back] = await hw.access([{ op: "read-physical", address: region.address, length: 20 * MiB }]);
+        expect(calls() - before).toBe(3n);
+        expectBytes(back as Uint8Array, data);
+        // 5000 accesses: two calls, still made in order (each read sees the write just before it).
+        const accesses: DeviceAccess[] = [];
+        for (let i = 0; i < 2500; i++) {
+          accesses.push({
+            op: "write-physical",
+            address: region.address + 8 * (i % 64),
+            data: pattern(8, i),
+          });
+          accesses.push({ op: "read-physical", address: region.address + 8 * (i % 64), length: 8 });
+        }
+        before = calls();
+        const results = await hw.access(accesses);
+        expect(calls() - before).toBe(2n);
+        expect(results.length).toBe(5000);
+        for (let i = 0; i < 2500; i++) {
+          expect(results[2 * i]).toBeNull();
+          expectBytes(results[2 * i + 1] as Uint8Array, pattern(8, i));
+        }
+      } finally {
+        await hw.freeDma(region);
+        await hw.close();
+      }
+    });
+
+    it("addresses each AHCI HBA and NVMe controller by its name, the first by default", async (ctx) => {
+      skipUnlessReady(ctx);
+      const ahci = client(AhciService, transport());
+      const nvme = client(NvmeService, transport());
+      expect(await ahci.identify({ port: 1, controller: "ahci0" })).toEqual(await ahci.identify({ port: 1 }));
+      const data = pattern(512, 21);
+      await ahci.write({ port: 1, lba: 77n, data, controller: "ahci0" });
+      expectBytes((await ahci.read({ port: 1, lba: 77n, count: 1 })).data, data);
+      expect((await nvme.identifyController({ controller: "nvme0" })).model).toBe("AstraLisp NVMe SSD");
+      expectBytes(
+        (await nvme.read({ controller: "nvme0", namespaceId: 1, lba: 0n, count: 1 })).data,
+        (await nvme.read({ namespaceId: 1, lba: 0n, count: 1 })).data,
+      );
+      for (
+        const call of [
+          ahci.identify({ port: 1, controller: "ahci7" }),
+          ahci.getPortStatus({ port: 0, controller: "nvme0" }),
+          ahci.init({ controller: "ahci1" }),
+          nvme.identifyController({ controller: "ahci0" }),
+          nvme.read({ controller: "nvme9", namespaceId: 1, lba: 0n, count: 1 }),
+          nvme.resetController({ controller: "nvme1" }),
+        ]
+      ) {
+        const err = await expectFailure(call, Code.NOT_FOUND, Errno.ENODEV);
+        expect(err.detail.argument).toBe("controller");
       }
     });
 

@@ -24,7 +24,8 @@ export type RegisterHandlerRequest = Message<"astra.machine.v1.RegisterHandlerRe
   irq: number;
 
   /**
-   * Who handles it, for statistics and logs ("storage:nvme0 cq1").
+   * Who handles it, for statistics and logs ("storage:nvme0 cq1"); unique on the source (a
+   * registration under a name in use replaces the handler holding it).
    *
    * @generated from field: string name = 2;
    */
@@ -865,7 +866,10 @@ export const SharingSchema: GenEnum<Sharing> = /*@__PURE__*/
 export const InterruptService: GenService<{
   /**
    * seed 1.6 interrupt_register: register a handler for a source, shared or exclusive; the
-   * source is unmasked when its first handler registers.
+   * source is unmasked when its first handler registers. A registration under the name of a
+   * handler the source already has replaces that handler, which is unregistered first (its stream
+   * ends): a driver whose process died registers again under its own name, possibly before the
+   * machine has noticed its previous stream's connection going away.
    *
    * @generated from rpc astra.machine.v1.InterruptService.RegisterHandler
    */

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file astra/storage/v1/ahci.proto.
  */
 export const file_astra_storage_v1_ahci: GenFile = /*@__PURE__*/
-  fileDesc("Chthc3RyYS9zdG9yYWdlL3YxL2FoY2kucHJvdG8SEGFzdHJhLnN0b3JhZ2UudjEiWwoLUG9ydFN1bW1hcnkSDAoEcG9ydBgBIAEoDRIWCg5kZXZpY2VfcHJlc2VudBgCIAEoCBIRCglzaWduYXR1cmUYAyABKA0SEwoLZGV2aWNlX25hbWUYBCABKAkiDQoLSW5pdFJlcXVlc3QiogEKDEluaXRSZXNwb25zZRIUCgxjYXBhYmlsaXRpZXMYASABKA0SDwoHdmVyc2lvbhgCIAEoDRIZChFwb3J0c19pbXBsZW1lbnRlZBgDIAEoDRIVCg1jb21tYW5kX3Nsb3RzGAQgASgNEgsKA25jcRgFIAEoCBIsCgVwb3J0cxgGIAMoCzIdLmFzdHJhLnN0b3JhZ2UudjEuUG9ydFN1bW1hcnkiHwoPUG9ydEluaXRSZXF1ZXN0EgwKBHBvcnQYASABKA0ibwoQUG9ydEluaXRSZXNwb25zZRIcChRjb21tYW5kX2xpc3RfYWRkcmVzcxgBIAEoBBIcChRyZWNlaXZlZF9maXNfYWRkcmVzcxgCIAEoBBIfChdjb21tYW5kX3RhYmxlX2FkZHJlc3NlcxgDIAMoBCIgChBQb3J0U3RhcnRSZXF1ZXN0EgwKBHBvcnQYASABKA0iEwoRUG9ydFN0YXJ0UmVzcG9uc2UiHwoPUG9ydFN0b3BSZXF1ZXN0EgwKBHBvcnQYASABKA0iEgoQUG9ydFN0b3BSZXNwb25zZSI3CgtSZWFkUmVxdWVzdBIMCgRwb3J0GAEgASgNEgsKA2xiYRgCIAEoBBINCgVjb3VudBgDIAEoDSIcCgxSZWFkUmVzcG9uc2USDAoEZGF0YRgBIAEoDCJECgxXcml0ZVJlcXVlc3QSDAoEcG9ydBgBIAEoDRILCgNsYmEYAiABKAQSDAoEZGF0YRgDIAEoDBILCgNmdWEYBCABKAgiKAoNV3JpdGVSZXNwb25zZRIXCg9zZWN0b3JzX3dyaXR0ZW4YASABKA0iHwoPSWRlbnRpZnlSZXF1ZXN0EgwKBHBvcnQYASABKA0iswIKEElkZW50aWZ5UmVzcG9uc2USDQoFbW9kZWwYASABKAkSDgoGc2VyaWFsGAIgASgJEhAKCGZpcm13YXJlGAMgASgJEhUKDWxiYTQ4X3NlY3RvcnMYBCABKAQSHAoUbG9naWNhbF9zZWN0b3JfYnl0ZXMYBSABKA0SEQoJbmNxX2RlcHRoGAYgASgNEhMKC3dyaXRlX2NhY2hlGAcgASgIEgsKA3JhdxgIIAEoDBINCgVsYmE0OBgJIAEoCBIVCg1sYmEyOF9zZWN0b3JzGAogASgNEh0KFXBoeXNpY2FsX3NlY3Rvcl9ieXRlcxgLIAEoDRIXCg9mbHVzaF9jYWNoZV9leHQYDCABKAgSCwoDZnVhGA0gASgIEhkKEWF0YV9tYWpvcl92ZXJzaW9uGA4gASgNIu8BChNJc3N1ZUNvbW1hbmRSZXF1ZXN0EgwKBHBvcnQYASABKA0SDwoHY29tbWFuZBgCIAEoDRIQCghmZWF0dXJlcxgDIAEoDRILCgNsYmEYBCABKAQSDQoFY291bnQYBSABKA0SDgoGZGV2aWNlGAYgASgNEjIKCWRpcmVjdGlvbhgHIAEoDjIfLmFzdHJhLnN0b3JhZ2UudjEuRGF0YURpcmVjdGlvbhIPCgdwYXlsb2FkGAggASgMEhUKDXJlY2VpdmVfYnl0ZXMYCSABKA0SDgoGcXVldWVkGAogASgIEg8KB2NvbnRyb2wYCyABKA0iJAoUSXNzdWVDb21tYW5kUmVzcG9uc2USDAoEc2xvdBgBIAEoDSJEChJXYWl0Q29tbWFuZFJlcXVlc3QSDAoEcG9ydBgBIAEoDRIMCgRzbG90GAIgASgNEhIKCnRpbWVvdXRfbXMYAyABKA0idQoTV2FpdENvbW1hbmRSZXNwb25zZRIOCgZzdGF0dXMYASABKA0SDQoFZXJyb3IYAiABKA0SDAoEZGF0YRgDIAEoDBIZChF0cmFuc2ZlcnJlZF9ieXRlcxgEIAEoDRIWCg5sYXRlbmN5X21pY3JvcxgFIAEoBCIgChBSZXNldFBvcnRSZXF1ZXN0EgwKBHBvcnQYASABKA0iKwoRUmVzZXRQb3J0UmVzcG9uc2USFgoOZGV2aWNlX3ByZXNlbnQYASABKAgiJAoUR2V0UG9ydFN0YXR1c1JlcXVlc3QSDAoEcG9ydBgBIAEoDSLuAgoVR2V0UG9ydFN0YXR1c1Jlc3BvbnNlEgwKBHBvcnQYASABKA0SFgoOZGV2aWNlX3ByZXNlbnQYAiABKAgSNQoLcG93ZXJfc3RhdGUYAyABKA4yIC5hc3RyYS5zdG9yYWdlLnYxLkxpbmtQb3dlclN0YXRlEhoKEmNvbW1hbmRfYW5kX3N0YXR1cxgEIAEoDRIWCg50YXNrX2ZpbGVfZGF0YRgFIAEoDRITCgtzYXRhX3N0YXR1cxgGIAEoDRISCgpzYXRhX2Vycm9yGAcgASgNEhgKEGludGVycnVwdF9zdGF0dXMYCCABKA0SEwoLc2F0YV9hY3RpdmUYCSABKA0SFQoNY29tbWFuZF9pc3N1ZRgKIAEoDRIQCghjb21tYW5kcxgLIAEoBBIOCgZlcnJvcnMYDCABKAQSDwoHcmV0cmllcxgNIAEoBBIOCgZyZXNldHMYDiABKAQSEgoKaW50ZXJydXB0cxgPIAEoBCJVChRTZXRQb3dlclN0YXRlUmVxdWVzdBIMCgRwb3J0GAEgASgNEi8KBXN0YXRlGAIgASgOMiAuYXN0cmEuc3RvcmFnZS52MS5MaW5rUG93ZXJTdGF0ZSJLChVTZXRQb3dlclN0YXRlUmVzcG9uc2USMgoIcHJldmlvdXMYASABKA4yIC5hc3RyYS5zdG9yYWdlLnYxLkxpbmtQb3dlclN0YXRlKqoBCg5MaW5rUG93ZXJTdGF0ZRIgChxMSU5LX1BPV0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGwoXTElOS19QT1dFUl9TVEFURV9BQ1RJVkUQARIcChhMSU5LX1BPV0VSX1NUQVRFX1BBUlRJQUwQAhIcChhMSU5LX1BPV0VSX1NUQVRFX1NMVU1CRVIQAxIdChlMSU5LX1BPV0VSX1NUQVRFX0RFVlNMRUVQEAQqdwoNRGF0YURpcmVjdGlvbhIeChpEQVRBX0RJUkVDVElPTl9VTlNQRUNJRklFRBAAEhcKE0RBVEFfRElSRUNUSU9OX05PTkUQARIVChFEQVRBX0RJUkVDVElPTl9JThACEhYKEkRBVEFfRElSRUNUSU9OX09VVBADMp0ICgtBaGNpU2VydmljZRJFCgRJbml0Eh0uYXN0cmEuc3RvcmFnZS52MS5Jbml0UmVxdWVzdBoeLmFzdHJhLnN0b3JhZ2UudjEuSW5pdFJlc3BvbnNlElEKCFBvcnRJbml0EiEuYXN0cmEuc3RvcmFnZS52MS5Qb3J0SW5pdFJlcXVlc3QaIi5hc3RyYS5zdG9yYWdlLnYxLlBvcnRJbml0UmVzcG9uc2USVAoJUG9ydFN0YXJ0EiIuYXN0cmEuc3RvcmFnZS52MS5Qb3J0U3RhcnRSZXF1ZXN0GiMuYXN0cmEuc3RvcmFnZS52MS5Qb3J0U3RhcnRSZXNwb25zZRJRCghQb3J0U3RvcBIhLmFzdHJhLnN0b3JhZ2UudjEuUG9ydFN0b3BSZXF1ZXN0GiIuYXN0cmEuc3RvcmFnZS52MS5Qb3J0U3RvcFJlc3BvbnNlEkoKBFJlYWQSHS5hc3RyYS5zdG9yYWdlLnYxLlJlYWRSZXF1ZXN0Gh4uYXN0cmEuc3RvcmFnZS52MS5SZWFkUmVzcG9uc2UiA5ACARJNCgVXcml0ZRIeLmFzdHJhLnN0b3JhZ2UudjEuV3JpdGVSZXF1ZXN0Gh8uYXN0cmEuc3RvcmFnZS52MS5Xcml0ZVJlc3BvbnNlIgOQAgISVgoISWRlbnRpZnkSIS5hc3RyYS5zdG9yYWdlLnYxLklkZW50aWZ5UmVxdWVzdBoiLmFzdHJhLnN0b3JhZ2UudjEuSWRlbnRpZnlSZXNwb25zZSIDkAIBEl0KDElzc3VlQ29tbWFuZBIlLmFzdHJhLnN0b3JhZ2UudjEuSXNzdWVDb21tYW5kUmVxdWVzdBomLmFzdHJhLnN0b3JhZ2UudjEuSXNzdWVDb21tYW5kUmVzcG9uc2USWgoLV2FpdENvbW1hbmQSJC5hc3RyYS5zdG9yYWdlLnYxLldhaXRDb21tYW5kUmVxdWVzdBolLmFzdHJhLnN0b3JhZ2UudjEuV2FpdENvbW1hbmRSZXNwb25zZRJUCglSZXNldFBvcnQSIi5hc3RyYS5zdG9yYWdlLnYxLlJlc2V0UG9ydFJlcXVlc3QaIy5hc3RyYS5zdG9yYWdlLnYxLlJlc2V0UG9ydFJlc3BvbnNlEmUKDUdldFBvcnRTdGF0dXMSJi5hc3RyYS5zdG9yYWdlLnYxLkdldFBvcnRTdGF0dXNSZXF1ZXN0GicuYXN0cmEuc3RvcmFnZS52MS5HZXRQb3J0U3RhdHVzUmVzcG9uc2UiA5ACARJgCg1TZXRQb3dlclN0YXRlEiYuYXN0cmEuc3RvcmFnZS52MS5TZXRQb3dlclN0YXRlUmVxdWVzdBonLmFzdHJhLnN0b3JhZ2UudjEuU2V0UG93ZXJTdGF0ZVJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("Chthc3RyYS9zdG9yYWdlL3YxL2FoY2kucHJvdG8SEGFzdHJhLnN0b3JhZ2UudjEiWwoLUG9ydFN1bW1hcnkSDAoEcG9ydBgBIAEoDRIWCg5kZXZpY2VfcHJlc2VudBgCIAEoCBIRCglzaWduYXR1cmUYAyABKA0SEwoLZGV2aWNlX25hbWUYBCABKAkiIQoLSW5pdFJlcXVlc3QSEgoKY29udHJvbGxlchgBIAEoCSKiAQoMSW5pdFJlc3BvbnNlEhQKDGNhcGFiaWxpdGllcxgBIAEoDRIPCgd2ZXJzaW9uGAIgASgNEhkKEXBvcnRzX2ltcGxlbWVudGVkGAMgASgNEhUKDWNvbW1hbmRfc2xvdHMYBCABKA0SCwoDbmNxGAUgASgIEiwKBXBvcnRzGAYgAygLMh0uYXN0cmEuc3RvcmFnZS52MS5Qb3J0U3VtbWFyeSIzCg9Qb3J0SW5pdFJlcXVlc3QSDAoEcG9ydBgBIAEoDRISCgpjb250cm9sbGVyGAIgASgJIm8KEFBvcnRJbml0UmVzcG9uc2USHAoUY29tbWFuZF9saXN0X2FkZHJlc3MYASABKAQSHAoUcmVjZWl2ZWRfZmlzX2FkZHJlc3MYAiABKAQSHwoXY29tbWFuZF90YWJsZV9hZGRyZXNzZXMYAyADKAQiNAoQUG9ydFN0YXJ0UmVxdWVzdBIMCgRwb3J0GAEgASgNEhIKCmNvbnRyb2xsZXIYAiABKAkiEwoRUG9ydFN0YXJ0UmVzcG9uc2UiMwoPUG9ydFN0b3BSZXF1ZXN0EgwKBHBvcnQYASABKA0SEgoKY29udHJvbGxlchgCIAEoCSISChBQb3J0U3RvcFJlc3BvbnNlIksKC1JlYWRSZXF1ZXN0EgwKBHBvcnQYASABKA0SCwoDbGJhGAIgASgEEg0KBWNvdW50GAMgASgNEhIKCmNvbnRyb2xsZXIYBCABKAkiHAoMUmVhZFJlc3BvbnNlEgwKBGRhdGEYASABKAwiWAoMV3JpdGVSZXF1ZXN0EgwKBHBvcnQYASABKA0SCwoDbGJhGAIgASgEEgwKBGRhdGEYAyABKAwSCwoDZnVhGAQgASgIEhIKCmNvbnRyb2xsZXIYBSABKAkiKAoNV3JpdGVSZXNwb25zZRIXCg9zZWN0b3JzX3dyaXR0ZW4YASABKA0iMwoPSWRlbnRpZnlSZXF1ZXN0EgwKBHBvcnQYASABKA0SEgoKY29udHJvbGxlchgCIAEoCSKzAgoQSWRlbnRpZnlSZXNwb25zZRINCgVtb2RlbBgBIAEoCRIOCgZzZXJpYWwYAiABKAkSEAoIZmlybXdhcmUYAyABKAkSFQoNbGJhNDhfc2VjdG9ycxgEIAEoBBIcChRsb2dpY2FsX3NlY3Rvcl9ieXRlcxgFIAEoDRIRCgluY3FfZGVwdGgYBiABKA0SEwoLd3JpdGVfY2FjaGUYByABKAgSCwoDcmF3GAggASgMEg0KBWxiYTQ4GAkgASgIEhUKDWxiYTI4X3NlY3RvcnMYCiABKA0SHQoVcGh5c2ljYWxfc2VjdG9yX2J5dGVzGAsgASgNEhcKD2ZsdXNoX2NhY2hlX2V4dBgMIAEoCBILCgNmdWEYDSABKAgSGQoRYXRhX21ham9yX3ZlcnNpb24YDiABKA0igwIKE0lzc3VlQ29tbWFuZFJlcXVlc3QSDAoEcG9ydBgBIAEoDRIPCgdjb21tYW5kGAIgASgNEhAKCGZlYXR1cmVzGAMgASgNEgsKA2xiYRgEIAEoBBINCgVjb3VudBgFIAEoDRIOCgZkZXZpY2UYBiABKA0SMgoJZGlyZWN0aW9uGAcgASgOMh8uYXN0cmEuc3RvcmFnZS52MS5EYXRhRGlyZWN0aW9uEg8KB3BheWxvYWQYCCABKAwSFQoNcmVjZWl2ZV9ieXRlcxgJIAEoDRIOCgZxdWV1ZWQYCiABKAgSDwoHY29udHJvbBgLIAEoDRISCgpjb250cm9sbGVyGAwgASgJIiQKFElzc3VlQ29tbWFuZFJlc3BvbnNlEgwKBHNsb3QYASABKA0iWAoSV2FpdENvbW1hbmRSZXF1ZXN0EgwKBHBvcnQYASABKA0SDAoEc2xvdBgCIAEoDRISCgp0aW1lb3V0X21zGAMgASgNEhIKCmNvbnRyb2xsZXIYBCABKAkidQoTV2FpdENvbW1hbmRSZXNwb25zZRIOCgZzdGF0dXMYASABKA0SDQoFZXJyb3IYAiABKA0SDAoEZGF0YRgDIAEoDBIZChF0cmFuc2ZlcnJlZF9ieXRlcxgEIAEoDRIWCg5sYXRlbmN5X21pY3JvcxgFIAEoBCI0ChBSZXNldFBvcnRSZXF1ZXN0EgwKBHBvcnQYASABKA0SEgoKY29udHJvbGxlchgCIAEoCSIrChFSZXNldFBvcnRSZXNwb25zZRIWCg5kZXZpY2VfcHJlc2VudBgBIAEoCCI4ChRHZXRQb3J0U3RhdHVzUmVxdWVzdBIMCgRwb3J0GAEgASgNEhIKCmNvbnRyb2xsZXIYAiABKAki7gIKFUdldFBvcnRTdGF0dXNSZXNwb25zZRIMCgRwb3J0GAEgASgNEhYKDmRldmljZV9wcmVzZW50GAIgASgIEjUKC3Bvd2VyX3N0YXRlGAMgASgOMiAuYXN0cmEuc3RvcmFnZS52MS5MaW5rUG93ZXJTdGF0ZRIaChJjb21tYW5kX2FuZF9zdGF0dXMYBCABKA0SFgoOdGFza19maWxlX2RhdGEYBSABKA0SEwoLc2F0YV9zdGF0dXMYBiABKA0SEgoKc2F0YV9lcnJvchgHIAEoDRIYChBpbnRlcnJ1cHRfc3RhdHVzGAggASgNEhMKC3NhdGFfYWN0aXZlGAkgASgNEhUKDWNvbW1hbmRfaXNzdWUYCiABKA0SEAoIY29tbWFuZHMYCyABKAQSDgoGZXJyb3JzGAwgASgEEg8KB3JldHJpZXMYDSABKAQSDgoGcmVzZXRzGA4gASgEEhIKCmludGVycnVwdHMYDyABKAQiaQoUU2V0UG93ZXJTdGF0ZVJlcXVlc3QSDAoEcG9ydBgBIAEoDRIvCgVzdGF0ZRgCIAEoDjIgLmFzdHJhLnN0b3JhZ2UudjEuTGlua1Bvd2VyU3RhdGUSEgoKY29udHJvbGxlchgDIAEoCSJLChVTZXRQb3dlclN0YXRlUmVzcG9uc2USMgoIcHJldmlvdXMYASABKA4yIC5hc3RyYS5zdG9yYWdlLnYxLkxpbmtQb3dlclN0YXRlKqoBCg5MaW5rUG93ZXJTdGF0ZRIgChxMSU5LX1BPV0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGwoXTElOS19QT1dFUl9TVEFURV9BQ1RJVkUQARIcChhMSU5LX1BPV0VSX1NUQVRFX1BBUlRJQUwQAhIcChhMSU5LX1BPV0VSX1NUQVRFX1NMVU1CRVIQAxIdChlMSU5LX1BPV0VSX1NUQVRFX0RFVlNMRUVQEAQqdwoNRGF0YURpcmVjdGlvbhIeChpEQVRBX0RJUkVDVElPTl9VTlNQRUNJRklFRBAAEhcKE0RBVEFfRElSRUNUSU9OX05PTkUQARIVChFEQVRBX0RJUkVDVElPTl9JThACEhYKEkRBVEFfRElSRUNUSU9OX09VVBADMp0ICgtBaGNpU2VydmljZRJFCgRJbml0Eh0uYXN0cmEuc3RvcmFnZS52MS5Jbml0UmVxdWVzdBoeLmFzdHJhLnN0b3JhZ2UudjEuSW5pdFJlc3BvbnNlElEKCFBvcnRJbml0EiEuYXN0cmEuc3RvcmFnZS52MS5Qb3J0SW5pdFJlcXVlc3QaIi5hc3RyYS5zdG9yYWdlLnYxLlBvcnRJbml0UmVzcG9uc2USVAoJUG9ydFN0YXJ0EiIuYXN0cmEuc3RvcmFnZS52MS5Qb3J0U3RhcnRSZXF1ZXN0GiMuYXN0cmEuc3RvcmFnZS52MS5Qb3J0U3RhcnRSZXNwb25zZRJRCghQb3J0U3RvcBIhLmFzdHJhLnN0b3JhZ2UudjEuUG9ydFN0b3BSZXF1ZXN0GiIuYXN0cmEuc3RvcmFnZS52MS5Qb3J0U3RvcFJlc3BvbnNlEkoKBFJlYWQSHS5hc3RyYS5zdG9yYWdlLnYxLlJlYWRSZXF1ZXN0Gh4uYXN0cmEuc3RvcmFnZS52MS5SZWFkUmVzcG9uc2UiA5ACARJNCgVXcml0ZRIeLmFzdHJhLnN0b3JhZ2UudjEuV3JpdGVSZXF1ZXN0Gh8uYXN0cmEuc3RvcmFnZS52MS5Xcml0ZVJlc3BvbnNlIgOQAgISVgoISWRlbnRpZnkSIS5hc3RyYS5zdG9yYWdlLnYxLklkZW50aWZ5UmVxdWVzdBoiLmFzdHJhLnN0b3JhZ2UudjEuSWRlbnRpZnlSZXNwb25zZSIDkAIBEl0KDElzc3VlQ29tbWFuZBIlLmFzdHJhLnN0b3JhZ2UudjEuSXNzdWVDb21tYW5kUmVxdWVzdBomLmFzdHJhLnN0b3JhZ2UudjEuSXNzdWVDb21tYW5kUmVzcG9uc2USWgoLV2FpdENvbW1hbmQSJC5hc3RyYS5zdG9yYWdlLnYxLldhaXRDb21tYW5kUmVxdWVzdBolLmFzdHJhLnN0b3JhZ2UudjEuV2FpdENvbW1hbmRSZXNwb25zZRJUCglSZXNldFBvcnQSIi5hc3RyYS5zdG9yYWdlLnYxLlJlc2V0UG9ydFJlcXVlc3QaIy5hc3RyYS5zdG9yYWdlLnYxLlJlc2V0UG9ydFJlc3BvbnNlEmUKDUdldFBvcnRTdGF0dXMSJi5hc3RyYS5zdG9yYWdlLnYxLkdldFBvcnRTdGF0dXNSZXF1ZXN0GicuYXN0cmEuc3RvcmFnZS52MS5HZXRQb3J0U3RhdHVzUmVzcG9uc2UiA5ACARJgCg1TZXRQb3dlclN0YXRlEiYuYXN0cmEuc3RvcmFnZS52MS5TZXRQb3dlclN0YXRlUmVxdWVzdBonLmFzdHJhLnN0b3JhZ2UudjEuU2V0UG93ZXJTdGF0ZVJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message astra.storage.v1.PortSummary
@@ -54,6 +54,13 @@ export const PortSummarySchema: GenMessage<PortSummary> = /*@__PURE__*/
  * @generated from message astra.storage.v1.InitRequest
  */
 export type InitRequest = Message<"astra.storage.v1.InitRequest"> & {
+  /**
+   * The AHCI HBA by its machine device name ("ahci0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no AHCI HBA by.
+   *
+   * @generated from field: string controller = 1;
+   */
+  controller: string;
 };
 
 /**
@@ -119,6 +126,14 @@ export type PortInitRequest = Message<"astra.storage.v1.PortInitRequest"> & {
    * @generated from field: uint32 port = 1;
    */
   port: number;
+
+  /**
+   * The AHCI HBA by its machine device name ("ahci0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no AHCI HBA by.
+   *
+   * @generated from field: string controller = 2;
+   */
+  controller: string;
 };
 
 /**
@@ -163,6 +178,14 @@ export type PortStartRequest = Message<"astra.storage.v1.PortStartRequest"> & {
    * @generated from field: uint32 port = 1;
    */
   port: number;
+
+  /**
+   * The AHCI HBA by its machine device name ("ahci0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no AHCI HBA by.
+   *
+   * @generated from field: string controller = 2;
+   */
+  controller: string;
 };
 
 /**
@@ -193,6 +216,14 @@ export type PortStopRequest = Message<"astra.storage.v1.PortStopRequest"> & {
    * @generated from field: uint32 port = 1;
    */
   port: number;
+
+  /**
+   * The AHCI HBA by its machine device name ("ahci0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no AHCI HBA by.
+   *
+   * @generated from field: string controller = 2;
+   */
+  controller: string;
 };
 
 /**
@@ -235,6 +266,14 @@ export type ReadRequest = Message<"astra.storage.v1.ReadRequest"> & {
    * @generated from field: uint32 count = 3;
    */
   count: number;
+
+  /**
+   * The AHCI HBA by its machine device name ("ahci0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no AHCI HBA by.
+   *
+   * @generated from field: string controller = 4;
+   */
+  controller: string;
 };
 
 /**
@@ -286,6 +325,14 @@ export type WriteRequest = Message<"astra.storage.v1.WriteRequest"> & {
    * @generated from field: bool fua = 4;
    */
   fua: boolean;
+
+  /**
+   * The AHCI HBA by its machine device name ("ahci0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no AHCI HBA by.
+   *
+   * @generated from field: string controller = 5;
+   */
+  controller: string;
 };
 
 /**
@@ -320,6 +367,14 @@ export type IdentifyRequest = Message<"astra.storage.v1.IdentifyRequest"> & {
    * @generated from field: uint32 port = 1;
    */
   port: number;
+
+  /**
+   * The AHCI HBA by its machine device name ("ahci0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no AHCI HBA by.
+   *
+   * @generated from field: string controller = 2;
+   */
+  controller: string;
 };
 
 /**
@@ -498,6 +553,14 @@ export type IssueCommandRequest = Message<"astra.storage.v1.IssueCommandRequest"
    * @generated from field: uint32 control = 11;
    */
   control: number;
+
+  /**
+   * The AHCI HBA by its machine device name ("ahci0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no AHCI HBA by.
+   *
+   * @generated from field: string controller = 12;
+   */
+  controller: string;
 };
 
 /**
@@ -544,6 +607,14 @@ export type WaitCommandRequest = Message<"astra.storage.v1.WaitCommandRequest"> 
    * @generated from field: uint32 timeout_ms = 3;
    */
   timeoutMs: number;
+
+  /**
+   * The AHCI HBA by its machine device name ("ahci0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no AHCI HBA by.
+   *
+   * @generated from field: string controller = 4;
+   */
+  controller: string;
 };
 
 /**
@@ -604,6 +675,14 @@ export type ResetPortRequest = Message<"astra.storage.v1.ResetPortRequest"> & {
    * @generated from field: uint32 port = 1;
    */
   port: number;
+
+  /**
+   * The AHCI HBA by its machine device name ("ahci0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no AHCI HBA by.
+   *
+   * @generated from field: string controller = 2;
+   */
+  controller: string;
 };
 
 /**
@@ -638,6 +717,14 @@ export type GetPortStatusRequest = Message<"astra.storage.v1.GetPortStatusReques
    * @generated from field: uint32 port = 1;
    */
   port: number;
+
+  /**
+   * The AHCI HBA by its machine device name ("ahci0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no AHCI HBA by.
+   *
+   * @generated from field: string controller = 2;
+   */
+  controller: string;
 };
 
 /**
@@ -749,6 +836,14 @@ export type SetPowerStateRequest = Message<"astra.storage.v1.SetPowerStateReques
    * @generated from field: astra.storage.v1.LinkPowerState state = 2;
    */
   state: LinkPowerState;
+
+  /**
+   * The AHCI HBA by its machine device name ("ahci0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no AHCI HBA by.
+   *
+   * @generated from field: string controller = 3;
+   */
+  controller: string;
 };
 
 /**
@@ -856,6 +951,9 @@ export const DataDirectionSchema: GenEnum<DataDirection> = /*@__PURE__*/
  *
  * Internal (no RPC): ahci_handle_interrupt — the driver receives the HBA's interrupts on the
  * machine's InterruptService stream and handles them itself; GetPortStatus shows its effects.
+ *
+ * Every request names its HBA in `controller` (a machine may have several; each has its own
+ * driver instance).
  *
  * @generated from service astra.storage.v1.AhciService
  */

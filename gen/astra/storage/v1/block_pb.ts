@@ -8,13 +8,15 @@ import type { VolumeStatistics } from "./lfsx_pb.ts";
 import { file_astra_storage_v1_lfsx } from "./lfsx_pb.ts";
 import type { VfsStatistics } from "./vfs_pb.ts";
 import { file_astra_storage_v1_vfs } from "./vfs_pb.ts";
+import type { Status } from "../../../google/rpc/status_pb.ts";
+import { file_google_rpc_status } from "../../../google/rpc/status_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file astra/storage/v1/block.proto.
  */
 export const file_astra_storage_v1_block: GenFile = /*@__PURE__*/
-  fileDesc("Chxhc3RyYS9zdG9yYWdlL3YxL2Jsb2NrLnByb3RvEhBhc3RyYS5zdG9yYWdlLnYxIrACCgtCbG9ja0RldmljZRIMCgRuYW1lGAEgASgJEi4KBmRyaXZlchgCIAEoDjIeLmFzdHJhLnN0b3JhZ2UudjEuRGV2aWNlRHJpdmVyEhIKCmJsb2NrX3NpemUYAyABKA0SEwoLYmxvY2tfY291bnQYBCABKAQSDQoFbW9kZWwYBSABKAkSDgoGc2VyaWFsGAYgASgJEhAKCGZpcm13YXJlGAcgASgJEhkKEXBvcnRfb3JfbmFtZXNwYWNlGAggASgNEhMKC3F1ZXVlX2RlcHRoGAkgASgNEg4KBm9ubGluZRgKIAEoCBISCgpzaXplX2J5dGVzGAsgASgEEhcKD252bWVfY29udHJvbGxlchgMIAEoDRIcChR2b2xhdGlsZV93cml0ZV9jYWNoZRgNIAEoCCIUChJMaXN0RGV2aWNlc1JlcXVlc3QiRQoTTGlzdERldmljZXNSZXNwb25zZRIuCgdkZXZpY2VzGAEgAygLMh0uYXN0cmEuc3RvcmFnZS52MS5CbG9ja0RldmljZSInChVJZGVudGlmeURldmljZVJlcXVlc3QSDgoGZGV2aWNlGAEgASgJIlQKFklkZW50aWZ5RGV2aWNlUmVzcG9uc2USLQoGZGV2aWNlGAEgASgLMh0uYXN0cmEuc3RvcmFnZS52MS5CbG9ja0RldmljZRILCgNyYXcYAiABKAwiPwoRUmVhZEJsb2Nrc1JlcXVlc3QSDgoGZGV2aWNlGAEgASgJEgsKA2xiYRgCIAEoBBINCgVjb3VudBgDIAEoDSIiChJSZWFkQmxvY2tzUmVzcG9uc2USDAoEZGF0YRgBIAEoDCJMChJXcml0ZUJsb2Nrc1JlcXVlc3QSDgoGZGV2aWNlGAEgASgJEgsKA2xiYRgCIAEoBBIMCgRkYXRhGAMgASgMEgsKA2Z1YRgEIAEoCCItChNXcml0ZUJsb2Nrc1Jlc3BvbnNlEhYKDmJsb2Nrc193cml0dGVuGAEgASgNIiQKEkZsdXNoRGV2aWNlUmVxdWVzdBIOCgZkZXZpY2UYASABKAkiFQoTRmx1c2hEZXZpY2VSZXNwb25zZSKtAwoQRGV2aWNlU3RhdGlzdGljcxIOCgZkZXZpY2UYASABKAkSDQoFcmVhZHMYAiABKAQSDgoGd3JpdGVzGAMgASgEEg8KB2ZsdXNoZXMYBCABKAQSEwoLYmxvY2tzX3JlYWQYBSABKAQSFgoOYmxvY2tzX3dyaXR0ZW4YBiABKAQSDwoHcmV0cmllcxgHIAEoBBIOCgZlcnJvcnMYCCABKAQSDgoGcmVzZXRzGAkgASgEEg4KBnF1ZXVlZBgKIAEoDRISCgptYXhfcXVldWVkGAsgASgNEhsKE21lYW5fbGF0ZW5jeV9taWNyb3MYDCABKAESEAoIdGltZW91dHMYDSABKAQSNgoMcmVhZF9sYXRlbmN5GA4gASgLMiAuYXN0cmEuc3RvcmFnZS52MS5MYXRlbmN5U3VtbWFyeRI3Cg13cml0ZV9sYXRlbmN5GA8gASgLMiAuYXN0cmEuc3RvcmFnZS52MS5MYXRlbmN5U3VtbWFyeRI3Cg1mbHVzaF9sYXRlbmN5GBAgASgLMiAuYXN0cmEuc3RvcmFnZS52MS5MYXRlbmN5U3VtbWFyeSJwCg5MYXRlbmN5U3VtbWFyeRINCgVjb3VudBgBIAEoBBITCgttZWFuX21pY3JvcxgCIAEoARISCgpwNTBfbWljcm9zGAMgASgBEhIKCnA5OV9taWNyb3MYBCABKAESEgoKbWF4X21pY3JvcxgFIAEoASIsChpHZXREZXZpY2VTdGF0aXN0aWNzUmVxdWVzdBIOCgZkZXZpY2UYASABKAkiVQobR2V0RGV2aWNlU3RhdGlzdGljc1Jlc3BvbnNlEjYKCnN0YXRpc3RpY3MYASABKAsyIi5hc3RyYS5zdG9yYWdlLnYxLkRldmljZVN0YXRpc3RpY3MiJAoSUmVzZXREZXZpY2VSZXF1ZXN0Eg4KBmRldmljZRgBIAEoCSIvChNSZXNldERldmljZVJlc3BvbnNlEhgKEHJlcXVlc3RzX3JldHJpZWQYASABKA0iFgoUR2V0U3RhdGlzdGljc1JlcXVlc3QipQIKFUdldFN0YXRpc3RpY3NSZXNwb25zZRISCgphaGNpX3BvcnRzGAEgASgNEhcKD252bWVfbmFtZXNwYWNlcxgCIAEoDRIzCgdkZXZpY2VzGAMgAygLMiIuYXN0cmEuc3RvcmFnZS52MS5EZXZpY2VTdGF0aXN0aWNzEhcKD21vdW50ZWRfdm9sdW1lcxgEIAEoDRISCgpvcGVuX2ZpbGVzGAUgASgNEhoKEmludGVycnVwdHNfaGFuZGxlZBgGIAEoBBIzCgd2b2x1bWVzGAcgAygLMiIuYXN0cmEuc3RvcmFnZS52MS5Wb2x1bWVTdGF0aXN0aWNzEiwKA3ZmcxgIIAEoCzIfLmFzdHJhLnN0b3JhZ2UudjEuVmZzU3RhdGlzdGljcypdCgxEZXZpY2VEcml2ZXISHQoZREVWSUNFX0RSSVZFUl9VTlNQRUNJRklFRBAAEhYKEkRFVklDRV9EUklWRVJfQUhDSRABEhYKEkRFVklDRV9EUklWRVJfTlZNRRACMrUGCgxCbG9ja1NlcnZpY2USXwoLTGlzdERldmljZXMSJC5hc3RyYS5zdG9yYWdlLnYxLkxpc3REZXZpY2VzUmVxdWVzdBolLmFzdHJhLnN0b3JhZ2UudjEuTGlzdERldmljZXNSZXNwb25zZSIDkAIBEmgKDklkZW50aWZ5RGV2aWNlEicuYXN0cmEuc3RvcmFnZS52MS5JZGVudGlmeURldmljZVJlcXVlc3QaKC5hc3RyYS5zdG9yYWdlLnYxLklkZW50aWZ5RGV2aWNlUmVzcG9uc2UiA5ACARJcCgpSZWFkQmxvY2tzEiMuYXN0cmEuc3RvcmFnZS52MS5SZWFkQmxvY2tzUmVxdWVzdBokLmFzdHJhLnN0b3JhZ2UudjEuUmVhZEJsb2Nrc1Jlc3BvbnNlIgOQAgESXwoLV3JpdGVCbG9ja3MSJC5hc3RyYS5zdG9yYWdlLnYxLldyaXRlQmxvY2tzUmVxdWVzdBolLmFzdHJhLnN0b3JhZ2UudjEuV3JpdGVCbG9ja3NSZXNwb25zZSIDkAICEl8KC0ZsdXNoRGV2aWNlEiQuYXN0cmEuc3RvcmFnZS52MS5GbHVzaERldmljZVJlcXVlc3QaJS5hc3RyYS5zdG9yYWdlLnYxLkZsdXNoRGV2aWNlUmVzcG9uc2UiA5ACAhJ3ChNHZXREZXZpY2VTdGF0aXN0aWNzEiwuYXN0cmEuc3RvcmFnZS52MS5HZXREZXZpY2VTdGF0aXN0aWNzUmVxdWVzdBotLmFzdHJhLnN0b3JhZ2UudjEuR2V0RGV2aWNlU3RhdGlzdGljc1Jlc3BvbnNlIgOQAgESWgoLUmVzZXREZXZpY2USJC5hc3RyYS5zdG9yYWdlLnYxLlJlc2V0RGV2aWNlUmVxdWVzdBolLmFzdHJhLnN0b3JhZ2UudjEuUmVzZXREZXZpY2VSZXNwb25zZRJlCg1HZXRTdGF0aXN0aWNzEiYuYXN0cmEuc3RvcmFnZS52MS5HZXRTdGF0aXN0aWNzUmVxdWVzdBonLmFzdHJhLnN0b3JhZ2UudjEuR2V0U3RhdGlzdGljc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_astra_storage_v1_lfsx, file_astra_storage_v1_vfs]);
+  fileDesc("Chxhc3RyYS9zdG9yYWdlL3YxL2Jsb2NrLnByb3RvEhBhc3RyYS5zdG9yYWdlLnYxIrACCgtCbG9ja0RldmljZRIMCgRuYW1lGAEgASgJEi4KBmRyaXZlchgCIAEoDjIeLmFzdHJhLnN0b3JhZ2UudjEuRGV2aWNlRHJpdmVyEhIKCmJsb2NrX3NpemUYAyABKA0SEwoLYmxvY2tfY291bnQYBCABKAQSDQoFbW9kZWwYBSABKAkSDgoGc2VyaWFsGAYgASgJEhAKCGZpcm13YXJlGAcgASgJEhkKEXBvcnRfb3JfbmFtZXNwYWNlGAggASgNEhMKC3F1ZXVlX2RlcHRoGAkgASgNEg4KBm9ubGluZRgKIAEoCBISCgpzaXplX2J5dGVzGAsgASgEEhcKD252bWVfY29udHJvbGxlchgMIAEoDRIcChR2b2xhdGlsZV93cml0ZV9jYWNoZRgNIAEoCCIUChJMaXN0RGV2aWNlc1JlcXVlc3QiRQoTTGlzdERldmljZXNSZXNwb25zZRIuCgdkZXZpY2VzGAEgAygLMh0uYXN0cmEuc3RvcmFnZS52MS5CbG9ja0RldmljZSInChVJZGVudGlmeURldmljZVJlcXVlc3QSDgoGZGV2aWNlGAEgASgJIlQKFklkZW50aWZ5RGV2aWNlUmVzcG9uc2USLQoGZGV2aWNlGAEgASgLMh0uYXN0cmEuc3RvcmFnZS52MS5CbG9ja0RldmljZRILCgNyYXcYAiABKAwiPwoRUmVhZEJsb2Nrc1JlcXVlc3QSDgoGZGV2aWNlGAEgASgJEgsKA2xiYRgCIAEoBBINCgVjb3VudBgDIAEoDSIiChJSZWFkQmxvY2tzUmVzcG9uc2USDAoEZGF0YRgBIAEoDCJMChJXcml0ZUJsb2Nrc1JlcXVlc3QSDgoGZGV2aWNlGAEgASgJEgsKA2xiYRgCIAEoBBIMCgRkYXRhGAMgASgMEgsKA2Z1YRgEIAEoCCItChNXcml0ZUJsb2Nrc1Jlc3BvbnNlEhYKDmJsb2Nrc193cml0dGVuGAEgASgNIiQKEkZsdXNoRGV2aWNlUmVxdWVzdBIOCgZkZXZpY2UYASABKAkiFQoTRmx1c2hEZXZpY2VSZXNwb25zZSJECg5CbG9ja0lvUmVxdWVzdBIyCghjb21tYW5kcxgBIAMoCzIgLmFzdHJhLnN0b3JhZ2UudjEuQmxvY2tJb0NvbW1hbmQiywEKDkJsb2NrSW9Db21tYW5kEgsKA3RhZxgBIAEoBBIOCgZkZXZpY2UYAiABKAkSLQoEcmVhZBgDIAEoCzIdLmFzdHJhLnN0b3JhZ2UudjEuQmxvY2tJb1JlYWRIABIvCgV3cml0ZRgEIAEoCzIeLmFzdHJhLnN0b3JhZ2UudjEuQmxvY2tJb1dyaXRlSAASLwoFZmx1c2gYBSABKAsyHi5hc3RyYS5zdG9yYWdlLnYxLkJsb2NrSW9GbHVzaEgAQgsKCW9wZXJhdGlvbiIpCgtCbG9ja0lvUmVhZBILCgNsYmEYASABKAQSDQoFY291bnQYAiABKA0iNgoMQmxvY2tJb1dyaXRlEgsKA2xiYRgBIAEoBBIMCgRkYXRhGAIgASgMEgsKA2Z1YRgDIAEoCCIOCgxCbG9ja0lvRmx1c2giSwoPQmxvY2tJb1Jlc3BvbnNlEjgKC2NvbXBsZXRpb25zGAEgAygLMiMuYXN0cmEuc3RvcmFnZS52MS5CbG9ja0lvQ29tcGxldGlvbiJpChFCbG9ja0lvQ29tcGxldGlvbhILCgN0YWcYASABKAQSIQoFZXJyb3IYAiABKAsyEi5nb29nbGUucnBjLlN0YXR1cxIMCgRkYXRhGAMgASgMEhYKDmJsb2Nrc193cml0dGVuGAQgASgNIq0DChBEZXZpY2VTdGF0aXN0aWNzEg4KBmRldmljZRgBIAEoCRINCgVyZWFkcxgCIAEoBBIOCgZ3cml0ZXMYAyABKAQSDwoHZmx1c2hlcxgEIAEoBBITCgtibG9ja3NfcmVhZBgFIAEoBBIWCg5ibG9ja3Nfd3JpdHRlbhgGIAEoBBIPCgdyZXRyaWVzGAcgASgEEg4KBmVycm9ycxgIIAEoBBIOCgZyZXNldHMYCSABKAQSDgoGcXVldWVkGAogASgNEhIKCm1heF9xdWV1ZWQYCyABKA0SGwoTbWVhbl9sYXRlbmN5X21pY3JvcxgMIAEoARIQCgh0aW1lb3V0cxgNIAEoBBI2CgxyZWFkX2xhdGVuY3kYDiABKAsyIC5hc3RyYS5zdG9yYWdlLnYxLkxhdGVuY3lTdW1tYXJ5EjcKDXdyaXRlX2xhdGVuY3kYDyABKAsyIC5hc3RyYS5zdG9yYWdlLnYxLkxhdGVuY3lTdW1tYXJ5EjcKDWZsdXNoX2xhdGVuY3kYECABKAsyIC5hc3RyYS5zdG9yYWdlLnYxLkxhdGVuY3lTdW1tYXJ5InAKDkxhdGVuY3lTdW1tYXJ5Eg0KBWNvdW50GAEgASgEEhMKC21lYW5fbWljcm9zGAIgASgBEhIKCnA1MF9taWNyb3MYAyABKAESEgoKcDk5X21pY3JvcxgEIAEoARISCgptYXhfbWljcm9zGAUgASgBIiwKGkdldERldmljZVN0YXRpc3RpY3NSZXF1ZXN0Eg4KBmRldmljZRgBIAEoCSJVChtHZXREZXZpY2VTdGF0aXN0aWNzUmVzcG9uc2USNgoKc3RhdGlzdGljcxgBIAEoCzIiLmFzdHJhLnN0b3JhZ2UudjEuRGV2aWNlU3RhdGlzdGljcyIkChJSZXNldERldmljZVJlcXVlc3QSDgoGZGV2aWNlGAEgASgJIi8KE1Jlc2V0RGV2aWNlUmVzcG9uc2USGAoQcmVxdWVzdHNfcmV0cmllZBgBIAEoDSIWChRHZXRTdGF0aXN0aWNzUmVxdWVzdCKlAgoVR2V0U3RhdGlzdGljc1Jlc3BvbnNlEhIKCmFoY2lfcG9ydHMYASABKA0SFwoPbnZtZV9uYW1lc3BhY2VzGAIgASgNEjMKB2RldmljZXMYAyADKAsyIi5hc3RyYS5zdG9yYWdlLnYxLkRldmljZVN0YXRpc3RpY3MSFwoPbW91bnRlZF92b2x1bWVzGAQgASgNEhIKCm9wZW5fZmlsZXMYBSABKA0SGgoSaW50ZXJydXB0c19oYW5kbGVkGAYgASgEEjMKB3ZvbHVtZXMYByADKAsyIi5hc3RyYS5zdG9yYWdlLnYxLlZvbHVtZVN0YXRpc3RpY3MSLAoDdmZzGAggASgLMh8uYXN0cmEuc3RvcmFnZS52MS5WZnNTdGF0aXN0aWNzKl0KDERldmljZURyaXZlchIdChlERVZJQ0VfRFJJVkVSX1VOU1BFQ0lGSUVEEAASFgoSREVWSUNFX0RSSVZFUl9BSENJEAESFgoSREVWSUNFX0RSSVZFUl9OVk1FEAIyiQcKDEJsb2NrU2VydmljZRJfCgtMaXN0RGV2aWNlcxIkLmFzdHJhLnN0b3JhZ2UudjEuTGlzdERldmljZXNSZXF1ZXN0GiUuYXN0cmEuc3RvcmFnZS52MS5MaXN0RGV2aWNlc1Jlc3BvbnNlIgOQAgESaAoOSWRlbnRpZnlEZXZpY2USJy5hc3RyYS5zdG9yYWdlLnYxLklkZW50aWZ5RGV2aWNlUmVxdWVzdBooLmFzdHJhLnN0b3JhZ2UudjEuSWRlbnRpZnlEZXZpY2VSZXNwb25zZSIDkAIBElwKClJlYWRCbG9ja3MSIy5hc3RyYS5zdG9yYWdlLnYxLlJlYWRCbG9ja3NSZXF1ZXN0GiQuYXN0cmEuc3RvcmFnZS52MS5SZWFkQmxvY2tzUmVzcG9uc2UiA5ACARJfCgtXcml0ZUJsb2NrcxIkLmFzdHJhLnN0b3JhZ2UudjEuV3JpdGVCbG9ja3NSZXF1ZXN0GiUuYXN0cmEuc3RvcmFnZS52MS5Xcml0ZUJsb2Nrc1Jlc3BvbnNlIgOQAgISXwoLRmx1c2hEZXZpY2USJC5hc3RyYS5zdG9yYWdlLnYxLkZsdXNoRGV2aWNlUmVxdWVzdBolLmFzdHJhLnN0b3JhZ2UudjEuRmx1c2hEZXZpY2VSZXNwb25zZSIDkAICElIKB0Jsb2NrSW8SIC5hc3RyYS5zdG9yYWdlLnYxLkJsb2NrSW9SZXF1ZXN0GiEuYXN0cmEuc3RvcmFnZS52MS5CbG9ja0lvUmVzcG9uc2UoATABEncKE0dldERldmljZVN0YXRpc3RpY3MSLC5hc3RyYS5zdG9yYWdlLnYxLkdldERldmljZVN0YXRpc3RpY3NSZXF1ZXN0Gi0uYXN0cmEuc3RvcmFnZS52MS5HZXREZXZpY2VTdGF0aXN0aWNzUmVzcG9uc2UiA5ACARJaCgtSZXNldERldmljZRIkLmFzdHJhLnN0b3JhZ2UudjEuUmVzZXREZXZpY2VSZXF1ZXN0GiUuYXN0cmEuc3RvcmFnZS52MS5SZXNldERldmljZVJlc3BvbnNlEmUKDUdldFN0YXRpc3RpY3MSJi5hc3RyYS5zdG9yYWdlLnYxLkdldFN0YXRpc3RpY3NSZXF1ZXN0GicuYXN0cmEuc3RvcmFnZS52MS5HZXRTdGF0aXN0aWNzUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_astra_storage_v1_lfsx, file_astra_storage_v1_vfs, file_google_rpc_status]);
 
 /**
  * @generated from message astra.storage.v1.BlockDevice
@@ -308,6 +310,204 @@ export const FlushDeviceResponseSchema: GenMessage<FlushDeviceResponse> = /*@__P
   messageDesc(file_astra_storage_v1_block, 10);
 
 /**
+ * @generated from message astra.storage.v1.BlockIoRequest
+ */
+export type BlockIoRequest = Message<"astra.storage.v1.BlockIoRequest"> & {
+  /**
+   * @generated from field: repeated astra.storage.v1.BlockIoCommand commands = 1;
+   */
+  commands: BlockIoCommand[];
+};
+
+/**
+ * Describes the message astra.storage.v1.BlockIoRequest.
+ * Use `create(BlockIoRequestSchema)` to create a new message.
+ */
+export const BlockIoRequestSchema: GenMessage<BlockIoRequest> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_block, 11);
+
+/**
+ * BlockIoCommand is one read, write or flush on a BlockIo stream.
+ *
+ * @generated from message astra.storage.v1.BlockIoCommand
+ */
+export type BlockIoCommand = Message<"astra.storage.v1.BlockIoCommand"> & {
+  /**
+   * Echoed in the completion; unique among this stream's commands in flight.
+   *
+   * @generated from field: uint64 tag = 1;
+   */
+  tag: bigint;
+
+  /**
+   * @generated from field: string device = 2;
+   */
+  device: string;
+
+  /**
+   * @generated from oneof astra.storage.v1.BlockIoCommand.operation
+   */
+  operation: {
+    /**
+     * @generated from field: astra.storage.v1.BlockIoRead read = 3;
+     */
+    value: BlockIoRead;
+    case: "read";
+  } | {
+    /**
+     * @generated from field: astra.storage.v1.BlockIoWrite write = 4;
+     */
+    value: BlockIoWrite;
+    case: "write";
+  } | {
+    /**
+     * @generated from field: astra.storage.v1.BlockIoFlush flush = 5;
+     */
+    value: BlockIoFlush;
+    case: "flush";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message astra.storage.v1.BlockIoCommand.
+ * Use `create(BlockIoCommandSchema)` to create a new message.
+ */
+export const BlockIoCommandSchema: GenMessage<BlockIoCommand> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_block, 12);
+
+/**
+ * BlockIoRead is ReadBlocks on a BlockIo stream.
+ *
+ * @generated from message astra.storage.v1.BlockIoRead
+ */
+export type BlockIoRead = Message<"astra.storage.v1.BlockIoRead"> & {
+  /**
+   * @generated from field: uint64 lba = 1;
+   */
+  lba: bigint;
+
+  /**
+   * At least 1; at most 16 MiB worth of blocks.
+   *
+   * @generated from field: uint32 count = 2;
+   */
+  count: number;
+};
+
+/**
+ * Describes the message astra.storage.v1.BlockIoRead.
+ * Use `create(BlockIoReadSchema)` to create a new message.
+ */
+export const BlockIoReadSchema: GenMessage<BlockIoRead> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_block, 13);
+
+/**
+ * BlockIoWrite is WriteBlocks on a BlockIo stream.
+ *
+ * @generated from message astra.storage.v1.BlockIoWrite
+ */
+export type BlockIoWrite = Message<"astra.storage.v1.BlockIoWrite"> & {
+  /**
+   * @generated from field: uint64 lba = 1;
+   */
+  lba: bigint;
+
+  /**
+   * A whole number of logical blocks; at most 16 MiB.
+   *
+   * @generated from field: bytes data = 2;
+   */
+  data: Uint8Array;
+
+  /**
+   * Force unit access: stable on media before the answer.
+   *
+   * @generated from field: bool fua = 3;
+   */
+  fua: boolean;
+};
+
+/**
+ * Describes the message astra.storage.v1.BlockIoWrite.
+ * Use `create(BlockIoWriteSchema)` to create a new message.
+ */
+export const BlockIoWriteSchema: GenMessage<BlockIoWrite> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_block, 14);
+
+/**
+ * BlockIoFlush is FlushDevice on a BlockIo stream.
+ *
+ * @generated from message astra.storage.v1.BlockIoFlush
+ */
+export type BlockIoFlush = Message<"astra.storage.v1.BlockIoFlush"> & {
+};
+
+/**
+ * Describes the message astra.storage.v1.BlockIoFlush.
+ * Use `create(BlockIoFlushSchema)` to create a new message.
+ */
+export const BlockIoFlushSchema: GenMessage<BlockIoFlush> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_block, 15);
+
+/**
+ * @generated from message astra.storage.v1.BlockIoResponse
+ */
+export type BlockIoResponse = Message<"astra.storage.v1.BlockIoResponse"> & {
+  /**
+   * @generated from field: repeated astra.storage.v1.BlockIoCompletion completions = 1;
+   */
+  completions: BlockIoCompletion[];
+};
+
+/**
+ * Describes the message astra.storage.v1.BlockIoResponse.
+ * Use `create(BlockIoResponseSchema)` to create a new message.
+ */
+export const BlockIoResponseSchema: GenMessage<BlockIoResponse> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_block, 16);
+
+/**
+ * BlockIoCompletion answers one BlockIoCommand.
+ *
+ * @generated from message astra.storage.v1.BlockIoCompletion
+ */
+export type BlockIoCompletion = Message<"astra.storage.v1.BlockIoCompletion"> & {
+  /**
+   * @generated from field: uint64 tag = 1;
+   */
+  tag: bigint;
+
+  /**
+   * Set when the command failed: its gRPC status code and message, with the astra ErrorDetail in
+   * `details`, as the unary RPC would have failed.
+   *
+   * @generated from field: google.rpc.Status error = 2;
+   */
+  error?: Status | undefined;
+
+  /**
+   * A read's blocks.
+   *
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+
+  /**
+   * A write's blocks written.
+   *
+   * @generated from field: uint32 blocks_written = 4;
+   */
+  blocksWritten: number;
+};
+
+/**
+ * Describes the message astra.storage.v1.BlockIoCompletion.
+ * Use `create(BlockIoCompletionSchema)` to create a new message.
+ */
+export const BlockIoCompletionSchema: GenMessage<BlockIoCompletion> = /*@__PURE__*/
+  messageDesc(file_astra_storage_v1_block, 17);
+
+/**
  * @generated from message astra.storage.v1.DeviceStatistics
  */
 export type DeviceStatistics = Message<"astra.storage.v1.DeviceStatistics"> & {
@@ -403,7 +603,7 @@ export type DeviceStatistics = Message<"astra.storage.v1.DeviceStatistics"> & {
  * Use `create(DeviceStatisticsSchema)` to create a new message.
  */
 export const DeviceStatisticsSchema: GenMessage<DeviceStatistics> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_block, 11);
+  messageDesc(file_astra_storage_v1_block, 18);
 
 /**
  * A latency distribution, in microseconds.
@@ -442,7 +642,7 @@ export type LatencySummary = Message<"astra.storage.v1.LatencySummary"> & {
  * Use `create(LatencySummarySchema)` to create a new message.
  */
 export const LatencySummarySchema: GenMessage<LatencySummary> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_block, 12);
+  messageDesc(file_astra_storage_v1_block, 19);
 
 /**
  * @generated from message astra.storage.v1.GetDeviceStatisticsRequest
@@ -459,7 +659,7 @@ export type GetDeviceStatisticsRequest = Message<"astra.storage.v1.GetDeviceStat
  * Use `create(GetDeviceStatisticsRequestSchema)` to create a new message.
  */
 export const GetDeviceStatisticsRequestSchema: GenMessage<GetDeviceStatisticsRequest> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_block, 13);
+  messageDesc(file_astra_storage_v1_block, 20);
 
 /**
  * @generated from message astra.storage.v1.GetDeviceStatisticsResponse
@@ -476,7 +676,7 @@ export type GetDeviceStatisticsResponse = Message<"astra.storage.v1.GetDeviceSta
  * Use `create(GetDeviceStatisticsResponseSchema)` to create a new message.
  */
 export const GetDeviceStatisticsResponseSchema: GenMessage<GetDeviceStatisticsResponse> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_block, 14);
+  messageDesc(file_astra_storage_v1_block, 21);
 
 /**
  * @generated from message astra.storage.v1.ResetDeviceRequest
@@ -493,7 +693,7 @@ export type ResetDeviceRequest = Message<"astra.storage.v1.ResetDeviceRequest"> 
  * Use `create(ResetDeviceRequestSchema)` to create a new message.
  */
 export const ResetDeviceRequestSchema: GenMessage<ResetDeviceRequest> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_block, 15);
+  messageDesc(file_astra_storage_v1_block, 22);
 
 /**
  * @generated from message astra.storage.v1.ResetDeviceResponse
@@ -512,7 +712,7 @@ export type ResetDeviceResponse = Message<"astra.storage.v1.ResetDeviceResponse"
  * Use `create(ResetDeviceResponseSchema)` to create a new message.
  */
 export const ResetDeviceResponseSchema: GenMessage<ResetDeviceResponse> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_block, 16);
+  messageDesc(file_astra_storage_v1_block, 23);
 
 /**
  * @generated from message astra.storage.v1.GetStatisticsRequest
@@ -525,7 +725,7 @@ export type GetStatisticsRequest = Message<"astra.storage.v1.GetStatisticsReques
  * Use `create(GetStatisticsRequestSchema)` to create a new message.
  */
 export const GetStatisticsRequestSchema: GenMessage<GetStatisticsRequest> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_block, 17);
+  messageDesc(file_astra_storage_v1_block, 24);
 
 /**
  * @generated from message astra.storage.v1.GetStatisticsResponse
@@ -583,7 +783,7 @@ export type GetStatisticsResponse = Message<"astra.storage.v1.GetStatisticsRespo
  * Use `create(GetStatisticsResponseSchema)` to create a new message.
  */
 export const GetStatisticsResponseSchema: GenMessage<GetStatisticsResponse> = /*@__PURE__*/
-  messageDesc(file_astra_storage_v1_block, 18);
+  messageDesc(file_astra_storage_v1_block, 25);
 
 /**
  * DeviceDriver is the driver behind a block device.
@@ -670,6 +870,25 @@ export const BlockService: GenService<{
     methodKind: "unary";
     input: typeof FlushDeviceRequestSchema;
     output: typeof FlushDeviceResponseSchema;
+  },
+  /**
+   * Reads, writes and flushes as one stream, for a client that keeps many requests in flight
+   * without a call each: every command carries a tag of the client's choosing and is answered by
+   * one completion with the same tag, in the order the commands complete (not the order they were
+   * sent). A message carries the commands the client had ready at once, and the completions the
+   * server had ready at once, so a deep queue costs few messages. A command that fails is answered
+   * with its error in `error` — the status and ErrorDetail the unary RPC would have failed with —
+   * and the stream goes on: one stream carries many independent commands, so no one of them may
+   * end it. A command without an operation, or with a tag still in flight, fails the whole stream
+   * with INVALID_ARGUMENT (EINVAL). The responses end once the requests have ended and every
+   * command has been answered.
+   *
+   * @generated from rpc astra.storage.v1.BlockService.BlockIo
+   */
+  blockIo: {
+    methodKind: "bidi_streaming";
+    input: typeof BlockIoRequestSchema;
+    output: typeof BlockIoResponseSchema;
   },
   /**
    * Per-device request and error counters and latency.

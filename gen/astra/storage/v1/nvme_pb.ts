@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file astra/storage/v1/nvme.proto.
  */
 export const file_astra_storage_v1_nvme: GenFile = /*@__PURE__*/
-  fileDesc("Chthc3RyYS9zdG9yYWdlL3YxL252bWUucHJvdG8SEGFzdHJhLnN0b3JhZ2UudjEiQgoWTnZtZVNlcnZpY2VJbml0UmVxdWVzdBIRCglpb19xdWV1ZXMYASABKA0SFQoNcXVldWVfZW50cmllcxgCIAEoDSJoChdOdm1lU2VydmljZUluaXRSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgNEhEKCWlvX3F1ZXVlcxgCIAEoDRIVCg1xdWV1ZV9lbnRyaWVzGAMgASgNEhIKCm5hbWVzcGFjZXMYBCADKA0iRwoSQ3JlYXRlUXVldWVSZXF1ZXN0EhAKCHF1ZXVlX2lkGAEgASgNEg8KB2VudHJpZXMYAiABKA0SDgoGdmVjdG9yGAMgASgNIlkKE0NyZWF0ZVF1ZXVlUmVzcG9uc2USIAoYc3VibWlzc2lvbl9xdWV1ZV9hZGRyZXNzGAEgASgEEiAKGGNvbXBsZXRpb25fcXVldWVfYWRkcmVzcxgCIAEoBCImChJEZWxldGVRdWV1ZVJlcXVlc3QSEAoIcXVldWVfaWQYASABKA0iFQoTRGVsZXRlUXVldWVSZXNwb25zZSIbChlJZGVudGlmeUNvbnRyb2xsZXJSZXF1ZXN0IoACChpJZGVudGlmeUNvbnRyb2xsZXJSZXNwb25zZRIRCgl2ZW5kb3JfaWQYASABKA0SDgoGc2VyaWFsGAIgASgJEg0KBW1vZGVsGAMgASgJEhAKCGZpcm13YXJlGAQgASgJEhoKEm1heF90cmFuc2Zlcl9ieXRlcxgFIAEoBBIXCg9uYW1lc3BhY2VfY291bnQYBiABKA0SHgoWc3VibWlzc2lvbl9lbnRyeV9ieXRlcxgHIAEoDRIeChZjb21wbGV0aW9uX2VudHJ5X2J5dGVzGAggASgNEhwKFHZvbGF0aWxlX3dyaXRlX2NhY2hlGAkgASgIEgsKA3JhdxgKIAEoDCJWCglMYmFGb3JtYXQSDQoFaW5kZXgYASABKA0SEgoKZGF0YV9ieXRlcxgCIAEoDRIWCg5tZXRhZGF0YV9ieXRlcxgDIAEoDRIOCgZpbl91c2UYBCABKAgiMAoYSWRlbnRpZnlOYW1lc3BhY2VSZXF1ZXN0EhQKDG5hbWVzcGFjZV9pZBgBIAEoDSLIAQoZSWRlbnRpZnlOYW1lc3BhY2VSZXNwb25zZRIUCgxuYW1lc3BhY2VfaWQYASABKA0SEwoLc2l6ZV9ibG9ja3MYAiABKAQSFwoPY2FwYWNpdHlfYmxvY2tzGAMgASgEEhMKC3VzZWRfYmxvY2tzGAQgASgEEhMKC2Jsb2NrX2J5dGVzGAUgASgNEjAKC2xiYV9mb3JtYXRzGAYgAygLMhsuYXN0cmEuc3RvcmFnZS52MS5MYmFGb3JtYXQSCwoDcmF3GAcgASgMIhwKGkVudW1lcmF0ZU5hbWVzcGFjZXNSZXF1ZXN0Il4KG0VudW1lcmF0ZU5hbWVzcGFjZXNSZXNwb25zZRI/CgpuYW1lc3BhY2VzGAEgAygLMisuYXN0cmEuc3RvcmFnZS52MS5JZGVudGlmeU5hbWVzcGFjZVJlc3BvbnNlIlwKFk52bWVTZXJ2aWNlUmVhZFJlcXVlc3QSFAoMbmFtZXNwYWNlX2lkGAEgASgNEgsKA2xiYRgCIAEoBBINCgVjb3VudBgDIAEoDRIQCghxdWV1ZV9pZBgEIAEoDSInChdOdm1lU2VydmljZVJlYWRSZXNwb25zZRIMCgRkYXRhGAEgASgMImkKF052bWVTZXJ2aWNlV3JpdGVSZXF1ZXN0EhQKDG5hbWVzcGFjZV9pZBgBIAEoDRILCgNsYmEYAiABKAQSDAoEZGF0YRgDIAEoDBILCgNmdWEYBCABKAgSEAoIcXVldWVfaWQYBSABKA0iMgoYTnZtZVNlcnZpY2VXcml0ZVJlc3BvbnNlEhYKDmJsb2Nrc193cml0dGVuGAEgASgNIpEBChRTdWJtaXRDb21tYW5kUmVxdWVzdBIQCghxdWV1ZV9pZBgBIAEoDRIPCgdjb21tYW5kGAIgASgMEg8KB3BheWxvYWQYAyABKAwSFgoOdHJhbnNmZXJfYnl0ZXMYBCABKA0SLQoGZmllbGRzGAUgASgLMh0uYXN0cmEuc3RvcmFnZS52MS5Odm1lQ29tbWFuZCJLCgtOdm1lQ29tbWFuZBIOCgZvcGNvZGUYASABKA0SFAoMbmFtZXNwYWNlX2lkGAIgASgNEhYKDmNvbW1hbmRfZHdvcmRzGAMgAygNIisKFVN1Ym1pdENvbW1hbmRSZXNwb25zZRISCgpjb21tYW5kX2lkGAEgASgNIlEKFVdhaXRDb21wbGV0aW9uUmVxdWVzdBIQCghxdWV1ZV9pZBgBIAEoDRISCgpjb21tYW5kX2lkGAIgASgNEhIKCnRpbWVvdXRfbXMYAyABKA0isgEKFldhaXRDb21wbGV0aW9uUmVzcG9uc2USDgoGcmVzdWx0GAEgASgNEg4KBnN0YXR1cxgCIAEoDRIMCgRkYXRhGAMgASgMEhgKEHN0YXR1c19jb2RlX3R5cGUYBCABKA0SEwoLc3RhdHVzX2NvZGUYBSABKA0SFAoMZG9fbm90X3JldHJ5GAYgASgIEg0KBWVudHJ5GAcgASgMEhYKDmxhdGVuY3lfbWljcm9zGAggASgEIhgKFlJlc2V0Q29udHJvbGxlclJlcXVlc3QiNwoXUmVzZXRDb250cm9sbGVyUmVzcG9uc2USHAoUY29tbWFuZHNfcmVzdWJtaXR0ZWQYASABKA0y+ggKC052bWVTZXJ2aWNlElsKBEluaXQSKC5hc3RyYS5zdG9yYWdlLnYxLk52bWVTZXJ2aWNlSW5pdFJlcXVlc3QaKS5hc3RyYS5zdG9yYWdlLnYxLk52bWVTZXJ2aWNlSW5pdFJlc3BvbnNlEloKC0NyZWF0ZVF1ZXVlEiQuYXN0cmEuc3RvcmFnZS52MS5DcmVhdGVRdWV1ZVJlcXVlc3QaJS5hc3RyYS5zdG9yYWdlLnYxLkNyZWF0ZVF1ZXVlUmVzcG9uc2USWgoLRGVsZXRlUXVldWUSJC5hc3RyYS5zdG9yYWdlLnYxLkRlbGV0ZVF1ZXVlUmVxdWVzdBolLmFzdHJhLnN0b3JhZ2UudjEuRGVsZXRlUXVldWVSZXNwb25zZRJ0ChJJZGVudGlmeUNvbnRyb2xsZXISKy5hc3RyYS5zdG9yYWdlLnYxLklkZW50aWZ5Q29udHJvbGxlclJlcXVlc3QaLC5hc3RyYS5zdG9yYWdlLnYxLklkZW50aWZ5Q29udHJvbGxlclJlc3BvbnNlIgOQAgEScQoRSWRlbnRpZnlOYW1lc3BhY2USKi5hc3RyYS5zdG9yYWdlLnYxLklkZW50aWZ5TmFtZXNwYWNlUmVxdWVzdBorLmFzdHJhLnN0b3JhZ2UudjEuSWRlbnRpZnlOYW1lc3BhY2VSZXNwb25zZSIDkAIBEncKE0VudW1lcmF0ZU5hbWVzcGFjZXMSLC5hc3RyYS5zdG9yYWdlLnYxLkVudW1lcmF0ZU5hbWVzcGFjZXNSZXF1ZXN0Gi0uYXN0cmEuc3RvcmFnZS52MS5FbnVtZXJhdGVOYW1lc3BhY2VzUmVzcG9uc2UiA5ACARJgCgRSZWFkEiguYXN0cmEuc3RvcmFnZS52MS5Odm1lU2VydmljZVJlYWRSZXF1ZXN0GikuYXN0cmEuc3RvcmFnZS52MS5Odm1lU2VydmljZVJlYWRSZXNwb25zZSIDkAIBEmMKBVdyaXRlEikuYXN0cmEuc3RvcmFnZS52MS5Odm1lU2VydmljZVdyaXRlUmVxdWVzdBoqLmFzdHJhLnN0b3JhZ2UudjEuTnZtZVNlcnZpY2VXcml0ZVJlc3BvbnNlIgOQAgISYAoNU3VibWl0Q29tbWFuZBImLmFzdHJhLnN0b3JhZ2UudjEuU3VibWl0Q29tbWFuZFJlcXVlc3QaJy5hc3RyYS5zdG9yYWdlLnYxLlN1Ym1pdENvbW1hbmRSZXNwb25zZRJjCg5XYWl0Q29tcGxldGlvbhInLmFzdHJhLnN0b3JhZ2UudjEuV2FpdENvbXBsZXRpb25SZXF1ZXN0GiguYXN0cmEuc3RvcmFnZS52MS5XYWl0Q29tcGxldGlvblJlc3BvbnNlEmYKD1Jlc2V0Q29udHJvbGxlchIoLmFzdHJhLnN0b3JhZ2UudjEuUmVzZXRDb250cm9sbGVyUmVxdWVzdBopLmFzdHJhLnN0b3JhZ2UudjEuUmVzZXRDb250cm9sbGVyUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Chthc3RyYS9zdG9yYWdlL3YxL252bWUucHJvdG8SEGFzdHJhLnN0b3JhZ2UudjEiVgoWTnZtZVNlcnZpY2VJbml0UmVxdWVzdBIRCglpb19xdWV1ZXMYASABKA0SFQoNcXVldWVfZW50cmllcxgCIAEoDRISCgpjb250cm9sbGVyGAMgASgJImgKF052bWVTZXJ2aWNlSW5pdFJlc3BvbnNlEg8KB3ZlcnNpb24YASABKA0SEQoJaW9fcXVldWVzGAIgASgNEhUKDXF1ZXVlX2VudHJpZXMYAyABKA0SEgoKbmFtZXNwYWNlcxgEIAMoDSJbChJDcmVhdGVRdWV1ZVJlcXVlc3QSEAoIcXVldWVfaWQYASABKA0SDwoHZW50cmllcxgCIAEoDRIOCgZ2ZWN0b3IYAyABKA0SEgoKY29udHJvbGxlchgEIAEoCSJZChNDcmVhdGVRdWV1ZVJlc3BvbnNlEiAKGHN1Ym1pc3Npb25fcXVldWVfYWRkcmVzcxgBIAEoBBIgChhjb21wbGV0aW9uX3F1ZXVlX2FkZHJlc3MYAiABKAQiOgoSRGVsZXRlUXVldWVSZXF1ZXN0EhAKCHF1ZXVlX2lkGAEgASgNEhIKCmNvbnRyb2xsZXIYAiABKAkiFQoTRGVsZXRlUXVldWVSZXNwb25zZSIvChlJZGVudGlmeUNvbnRyb2xsZXJSZXF1ZXN0EhIKCmNvbnRyb2xsZXIYASABKAkigAIKGklkZW50aWZ5Q29udHJvbGxlclJlc3BvbnNlEhEKCXZlbmRvcl9pZBgBIAEoDRIOCgZzZXJpYWwYAiABKAkSDQoFbW9kZWwYAyABKAkSEAoIZmlybXdhcmUYBCABKAkSGgoSbWF4X3RyYW5zZmVyX2J5dGVzGAUgASgEEhcKD25hbWVzcGFjZV9jb3VudBgGIAEoDRIeChZzdWJtaXNzaW9uX2VudHJ5X2J5dGVzGAcgASgNEh4KFmNvbXBsZXRpb25fZW50cnlfYnl0ZXMYCCABKA0SHAoUdm9sYXRpbGVfd3JpdGVfY2FjaGUYCSABKAgSCwoDcmF3GAogASgMIlYKCUxiYUZvcm1hdBINCgVpbmRleBgBIAEoDRISCgpkYXRhX2J5dGVzGAIgASgNEhYKDm1ldGFkYXRhX2J5dGVzGAMgASgNEg4KBmluX3VzZRgEIAEoCCJEChhJZGVudGlmeU5hbWVzcGFjZVJlcXVlc3QSFAoMbmFtZXNwYWNlX2lkGAEgASgNEhIKCmNvbnRyb2xsZXIYAiABKAkiyAEKGUlkZW50aWZ5TmFtZXNwYWNlUmVzcG9uc2USFAoMbmFtZXNwYWNlX2lkGAEgASgNEhMKC3NpemVfYmxvY2tzGAIgASgEEhcKD2NhcGFjaXR5X2Jsb2NrcxgDIAEoBBITCgt1c2VkX2Jsb2NrcxgEIAEoBBITCgtibG9ja19ieXRlcxgFIAEoDRIwCgtsYmFfZm9ybWF0cxgGIAMoCzIbLmFzdHJhLnN0b3JhZ2UudjEuTGJhRm9ybWF0EgsKA3JhdxgHIAEoDCIwChpFbnVtZXJhdGVOYW1lc3BhY2VzUmVxdWVzdBISCgpjb250cm9sbGVyGAEgASgJIl4KG0VudW1lcmF0ZU5hbWVzcGFjZXNSZXNwb25zZRI/CgpuYW1lc3BhY2VzGAEgAygLMisuYXN0cmEuc3RvcmFnZS52MS5JZGVudGlmeU5hbWVzcGFjZVJlc3BvbnNlInAKFk52bWVTZXJ2aWNlUmVhZFJlcXVlc3QSFAoMbmFtZXNwYWNlX2lkGAEgASgNEgsKA2xiYRgCIAEoBBINCgVjb3VudBgDIAEoDRIQCghxdWV1ZV9pZBgEIAEoDRISCgpjb250cm9sbGVyGAUgASgJIicKF052bWVTZXJ2aWNlUmVhZFJlc3BvbnNlEgwKBGRhdGEYASABKAwifQoXTnZtZVNlcnZpY2VXcml0ZVJlcXVlc3QSFAoMbmFtZXNwYWNlX2lkGAEgASgNEgsKA2xiYRgCIAEoBBIMCgRkYXRhGAMgASgMEgsKA2Z1YRgEIAEoCBIQCghxdWV1ZV9pZBgFIAEoDRISCgpjb250cm9sbGVyGAYgASgJIjIKGE52bWVTZXJ2aWNlV3JpdGVSZXNwb25zZRIWCg5ibG9ja3Nfd3JpdHRlbhgBIAEoDSKlAQoUU3VibWl0Q29tbWFuZFJlcXVlc3QSEAoIcXVldWVfaWQYASABKA0SDwoHY29tbWFuZBgCIAEoDBIPCgdwYXlsb2FkGAMgASgMEhYKDnRyYW5zZmVyX2J5dGVzGAQgASgNEi0KBmZpZWxkcxgFIAEoCzIdLmFzdHJhLnN0b3JhZ2UudjEuTnZtZUNvbW1hbmQSEgoKY29udHJvbGxlchgGIAEoCSJLCgtOdm1lQ29tbWFuZBIOCgZvcGNvZGUYASABKA0SFAoMbmFtZXNwYWNlX2lkGAIgASgNEhYKDmNvbW1hbmRfZHdvcmRzGAMgAygNIisKFVN1Ym1pdENvbW1hbmRSZXNwb25zZRISCgpjb21tYW5kX2lkGAEgASgNImUKFVdhaXRDb21wbGV0aW9uUmVxdWVzdBIQCghxdWV1ZV9pZBgBIAEoDRISCgpjb21tYW5kX2lkGAIgASgNEhIKCnRpbWVvdXRfbXMYAyABKA0SEgoKY29udHJvbGxlchgEIAEoCSKyAQoWV2FpdENvbXBsZXRpb25SZXNwb25zZRIOCgZyZXN1bHQYASABKA0SDgoGc3RhdHVzGAIgASgNEgwKBGRhdGEYAyABKAwSGAoQc3RhdHVzX2NvZGVfdHlwZRgEIAEoDRITCgtzdGF0dXNfY29kZRgFIAEoDRIUCgxkb19ub3RfcmV0cnkYBiABKAgSDQoFZW50cnkYByABKAwSFgoObGF0ZW5jeV9taWNyb3MYCCABKAQiLAoWUmVzZXRDb250cm9sbGVyUmVxdWVzdBISCgpjb250cm9sbGVyGAEgASgJIjcKF1Jlc2V0Q29udHJvbGxlclJlc3BvbnNlEhwKFGNvbW1hbmRzX3Jlc3VibWl0dGVkGAEgASgNMvoICgtOdm1lU2VydmljZRJbCgRJbml0EiguYXN0cmEuc3RvcmFnZS52MS5Odm1lU2VydmljZUluaXRSZXF1ZXN0GikuYXN0cmEuc3RvcmFnZS52MS5Odm1lU2VydmljZUluaXRSZXNwb25zZRJaCgtDcmVhdGVRdWV1ZRIkLmFzdHJhLnN0b3JhZ2UudjEuQ3JlYXRlUXVldWVSZXF1ZXN0GiUuYXN0cmEuc3RvcmFnZS52MS5DcmVhdGVRdWV1ZVJlc3BvbnNlEloKC0RlbGV0ZVF1ZXVlEiQuYXN0cmEuc3RvcmFnZS52MS5EZWxldGVRdWV1ZVJlcXVlc3QaJS5hc3RyYS5zdG9yYWdlLnYxLkRlbGV0ZVF1ZXVlUmVzcG9uc2USdAoSSWRlbnRpZnlDb250cm9sbGVyEisuYXN0cmEuc3RvcmFnZS52MS5JZGVudGlmeUNvbnRyb2xsZXJSZXF1ZXN0GiwuYXN0cmEuc3RvcmFnZS52MS5JZGVudGlmeUNvbnRyb2xsZXJSZXNwb25zZSIDkAIBEnEKEUlkZW50aWZ5TmFtZXNwYWNlEiouYXN0cmEuc3RvcmFnZS52MS5JZGVudGlmeU5hbWVzcGFjZVJlcXVlc3QaKy5hc3RyYS5zdG9yYWdlLnYxLklkZW50aWZ5TmFtZXNwYWNlUmVzcG9uc2UiA5ACARJ3ChNFbnVtZXJhdGVOYW1lc3BhY2VzEiwuYXN0cmEuc3RvcmFnZS52MS5FbnVtZXJhdGVOYW1lc3BhY2VzUmVxdWVzdBotLmFzdHJhLnN0b3JhZ2UudjEuRW51bWVyYXRlTmFtZXNwYWNlc1Jlc3BvbnNlIgOQAgESYAoEUmVhZBIoLmFzdHJhLnN0b3JhZ2UudjEuTnZtZVNlcnZpY2VSZWFkUmVxdWVzdBopLmFzdHJhLnN0b3JhZ2UudjEuTnZtZVNlcnZpY2VSZWFkUmVzcG9uc2UiA5ACARJjCgVXcml0ZRIpLmFzdHJhLnN0b3JhZ2UudjEuTnZtZVNlcnZpY2VXcml0ZVJlcXVlc3QaKi5hc3RyYS5zdG9yYWdlLnYxLk52bWVTZXJ2aWNlV3JpdGVSZXNwb25zZSIDkAICEmAKDVN1Ym1pdENvbW1hbmQSJi5hc3RyYS5zdG9yYWdlLnYxLlN1Ym1pdENvbW1hbmRSZXF1ZXN0GicuYXN0cmEuc3RvcmFnZS52MS5TdWJtaXRDb21tYW5kUmVzcG9uc2USYwoOV2FpdENvbXBsZXRpb24SJy5hc3RyYS5zdG9yYWdlLnYxLldhaXRDb21wbGV0aW9uUmVxdWVzdBooLmFzdHJhLnN0b3JhZ2UudjEuV2FpdENvbXBsZXRpb25SZXNwb25zZRJmCg9SZXNldENvbnRyb2xsZXISKC5hc3RyYS5zdG9yYWdlLnYxLlJlc2V0Q29udHJvbGxlclJlcXVlc3QaKS5hc3RyYS5zdG9yYWdlLnYxLlJlc2V0Q29udHJvbGxlclJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message astra.storage.v1.NvmeServiceInitRequest
@@ -29,6 +29,14 @@ export type NvmeServiceInitRequest = Message<"astra.storage.v1.NvmeServiceInitRe
    * @generated from field: uint32 queue_entries = 2;
    */
   queueEntries: number;
+
+  /**
+   * The NVMe controller by its machine device name ("nvme0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no NVMe controller by.
+   *
+   * @generated from field: string controller = 3;
+   */
+  controller: string;
 };
 
 /**
@@ -94,6 +102,14 @@ export type CreateQueueRequest = Message<"astra.storage.v1.CreateQueueRequest"> 
    * @generated from field: uint32 vector = 3;
    */
   vector: number;
+
+  /**
+   * The NVMe controller by its machine device name ("nvme0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no NVMe controller by.
+   *
+   * @generated from field: string controller = 4;
+   */
+  controller: string;
 };
 
 /**
@@ -133,6 +149,14 @@ export type DeleteQueueRequest = Message<"astra.storage.v1.DeleteQueueRequest"> 
    * @generated from field: uint32 queue_id = 1;
    */
   queueId: number;
+
+  /**
+   * The NVMe controller by its machine device name ("nvme0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no NVMe controller by.
+   *
+   * @generated from field: string controller = 2;
+   */
+  controller: string;
 };
 
 /**
@@ -159,6 +183,13 @@ export const DeleteQueueResponseSchema: GenMessage<DeleteQueueResponse> = /*@__P
  * @generated from message astra.storage.v1.IdentifyControllerRequest
  */
 export type IdentifyControllerRequest = Message<"astra.storage.v1.IdentifyControllerRequest"> & {
+  /**
+   * The NVMe controller by its machine device name ("nvme0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no NVMe controller by.
+   *
+   * @generated from field: string controller = 1;
+   */
+  controller: string;
 };
 
 /**
@@ -276,6 +307,14 @@ export type IdentifyNamespaceRequest = Message<"astra.storage.v1.IdentifyNamespa
    * @generated from field: uint32 namespace_id = 1;
    */
   namespaceId: number;
+
+  /**
+   * The NVMe controller by its machine device name ("nvme0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no NVMe controller by.
+   *
+   * @generated from field: string controller = 2;
+   */
+  controller: string;
 };
 
 /**
@@ -340,6 +379,13 @@ export const IdentifyNamespaceResponseSchema: GenMessage<IdentifyNamespaceRespon
  * @generated from message astra.storage.v1.EnumerateNamespacesRequest
  */
 export type EnumerateNamespacesRequest = Message<"astra.storage.v1.EnumerateNamespacesRequest"> & {
+  /**
+   * The NVMe controller by its machine device name ("nvme0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no NVMe controller by.
+   *
+   * @generated from field: string controller = 1;
+   */
+  controller: string;
 };
 
 /**
@@ -393,6 +439,14 @@ export type NvmeServiceReadRequest = Message<"astra.storage.v1.NvmeServiceReadRe
    * @generated from field: uint32 queue_id = 4;
    */
   queueId: number;
+
+  /**
+   * The NVMe controller by its machine device name ("nvme0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no NVMe controller by.
+   *
+   * @generated from field: string controller = 5;
+   */
+  controller: string;
 };
 
 /**
@@ -447,6 +501,14 @@ export type NvmeServiceWriteRequest = Message<"astra.storage.v1.NvmeServiceWrite
    * @generated from field: uint32 queue_id = 5;
    */
   queueId: number;
+
+  /**
+   * The NVMe controller by its machine device name ("nvme0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no NVMe controller by.
+   *
+   * @generated from field: string controller = 6;
+   */
+  controller: string;
 };
 
 /**
@@ -508,6 +570,14 @@ export type SubmitCommandRequest = Message<"astra.storage.v1.SubmitCommandReques
    * @generated from field: astra.storage.v1.NvmeCommand fields = 5;
    */
   fields?: NvmeCommand | undefined;
+
+  /**
+   * The NVMe controller by its machine device name ("nvme0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no NVMe controller by.
+   *
+   * @generated from field: string controller = 6;
+   */
+  controller: string;
 };
 
 /**
@@ -585,6 +655,14 @@ export type WaitCompletionRequest = Message<"astra.storage.v1.WaitCompletionRequ
    * @generated from field: uint32 timeout_ms = 3;
    */
   timeoutMs: number;
+
+  /**
+   * The NVMe controller by its machine device name ("nvme0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no NVMe controller by.
+   *
+   * @generated from field: string controller = 4;
+   */
+  controller: string;
 };
 
 /**
@@ -658,6 +736,13 @@ export const WaitCompletionResponseSchema: GenMessage<WaitCompletionResponse> = 
  * @generated from message astra.storage.v1.ResetControllerRequest
  */
 export type ResetControllerRequest = Message<"astra.storage.v1.ResetControllerRequest"> & {
+  /**
+   * The NVMe controller by its machine device name ("nvme0"); empty: the first. NOT_FOUND
+   * (ENODEV) for a name the machine has no NVMe controller by.
+   *
+   * @generated from field: string controller = 1;
+   */
+  controller: string;
 };
 
 /**
@@ -690,6 +775,9 @@ export const ResetControllerResponseSchema: GenMessage<ResetControllerResponse> 
  *
  * Internal (no RPC): nvme_handle_interrupt — completion-queue interrupts arrive on the machine's
  * InterruptService stream and are handled by the driver itself.
+ *
+ * Every request names its controller in `controller` (a machine may have several; each has its
+ * own driver instance).
  *
  * @generated from service astra.storage.v1.NvmeService
  */
