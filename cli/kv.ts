@@ -1,5 +1,6 @@
 // `astra kv …`: the LFSX key-value store of a running system, over LfsxService on the default
-// volume; `astra mkfs` and `astra fsck`: LFSX on a host image file, offline, with no system running.
+// volume; `astra mkfs` and `astra fsck`: LFSX on a host image file, offline, with no system
+// running, or on a block device of a running system, through its LfsxService.
 import { parseArgs } from "node:util";
 import { IsolationLevel, LfsxService, ScanDirection } from "../gen/astra/storage/v1/lfsx_pb.ts";
 import { DEFAULT_GATEWAY_ADDRESS, DEFAULT_PORTS, parseSize, readEnv } from "../lib/config.ts";
@@ -19,8 +20,11 @@ export const KV_USAGE = `  kv put KEY VALUE | get KEY | del KEY [--volume NAME] 
         is acknowledged; retries through a restart of the storage service
   mkfs --image FILE [--size S] [--journal-blocks N] [--label L]
         format an LFSX volume on an image file (created or replaced with --size, e.g. 256M)
-  fsck --image FILE
-        check an LFSX image offline; exits 1 when anything is wrong`;
+  mkfs --device NAME [--journal-blocks N] [--label L] [--endpoint ADDR]
+        format an LFSX volume on a block device of a running system (nvme0n1, sda; not mounted)
+  fsck --image FILE | --device NAME [--endpoint ADDR]
+        check an LFSX image offline, or an unmounted block device of a running system; exits 1
+        when anything is wrong`;
 
 type Lfsx = Client<typeof LfsxService>;
 
@@ -235,29 +239,100 @@ export async function kv(args: string[]): Promise<number> {
   }
 }
 
-/** `astra mkfs --image FILE [--size S]`: formats an LFSX volume on a host image file. */
+const MKFS_USAGE = "./astra mkfs --image FILE [--size S] | --device NAME [--endpoint ADDR]  " +
+  "[--journal-blocks N] [--label L]";
+const FSCK_USAGE = "./astra fsck --image FILE | --device NAME [--endpoint ADDR]";
+
+/** Exactly one of --image and --device, or undefined (the caller prints its usage). */
+function volumeTarget(values: { image?: string; device?: string }) {
+  if ((values.image === undefined) === (values.device === undefined)) return undefined;
+  return values.image !== undefined
+    ? { kind: "image" as const, path: values.image }
+    : { kind: "device" as const, name: values.device! };
+}
+
+function formatLine(
+  where: string,
+  result: {
+    uuid: string;
+    label: string;
+    blockCount: number | bigint;
+    journalBlocks: number;
+    firstDataBlock: number | bigint;
+  },
+): string {
+  return `${where}: LFSX volume ${result.uuid}${result.label ? ` "${result.label}"` : ""}, ` +
+    `${result.blockCount} blocks of ${BLOCK_SIZE} bytes, journal ${result.journalBlocks} blocks, ` +
+    `data from block ${result.firstDataBlock}`;
+}
+
+interface CheckSummary {
+  ok: boolean;
+  problems: string[];
+  entries: number | bigint;
+  height: number;
+  leaves: number | bigint;
+  internalNodes: number | bigint;
+  overflowValues: number | bigint;
+  overflowBlocks: number | bigint;
+  usedBlocks: number | bigint;
+  freeBlocks: number | bigint;
+}
+
+/** Prints a check's problems and its summary line; the exit status: 0 when clean, 1 otherwise. */
+function reportCheck(where: string, report: CheckSummary): number {
+  for (const problem of report.problems) console.log(`problem: ${problem}`);
+  console.log(
+    `${where}: ${report.ok ? "clean" : `${report.problems.length} problem(s)`}; ${report.entries} entries, ` +
+      `height ${report.height}, ${report.leaves} leaves, ${report.internalNodes} internal nodes, ` +
+      `${report.overflowValues} overflow values in ${report.overflowBlocks} blocks, ` +
+      `${report.usedBlocks} blocks used, ${report.freeBlocks} free`,
+  );
+  return report.ok ? 0 : 1;
+}
+
+/**
+ * `astra mkfs`: formats an LFSX volume on a host image file (offline), or on a block device of a
+ * running system (its storage service formats it; the device must not be mounted).
+ */
 export async function mkfs(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
       image: { type: "string" },
+      device: { type: "string" },
+      endpoint: { type: "string" },
       size: { type: "string" },
       "journal-blocks": { type: "string" },
       label: { type: "string" },
     },
   });
-  const path = values.image;
-  if (!path) {
-    console.error("usage: ./astra mkfs --image FILE [--size S] [--journal-blocks N] [--label L]");
+  const target = volumeTarget(values);
+  if (!target || (target.kind === "device" && values.size !== undefined)) {
+    console.error(`usage: ${MKFS_USAGE}`);
     return 2;
-  }
-  const blocks = values.size === undefined ? 0 : Math.floor(parseSize(values.size) / BLOCK_SIZE);
-  if (values.size !== undefined && blocks < 1) {
-    throw new Error(`--size ${values.size} is less than one block`);
   }
   const journalBlocks = values["journal-blocks"] === undefined
     ? undefined
     : positiveInteger(values["journal-blocks"], "--journal-blocks");
+  if (target.kind === "device") {
+    const { lfsx, close } = await connect(values.endpoint);
+    try {
+      const result = await lfsx.format(
+        { target: { target: { case: "device", value: target.name } }, journalBlocks, label: values.label },
+        { timeoutMs: CALL_TIMEOUT_MS * 6 },
+      );
+      console.log(formatLine(target.name, result));
+    } finally {
+      close();
+    }
+    return 0;
+  }
+  const path = target.path;
+  const blocks = values.size === undefined ? 0 : Math.floor(parseSize(values.size) / BLOCK_SIZE);
+  if (values.size !== undefined && blocks < 1) {
+    throw new Error(`--size ${values.size} is less than one block`);
+  }
   const lock = await lockImage(path, blocks > 0, "image");
   try {
     const device = await (blocks > 0 ? FileBlockDevice.create(path, blocks) : FileBlockDevice.open(path))
@@ -265,12 +340,7 @@ export async function mkfs(args: string[]): Promise<number> {
         throw hostFileError(err, path, "image");
       });
     try {
-      const result = await Volume.format(device, { journalBlocks, label: values.label });
-      console.log(
-        `${path}: LFSX volume ${result.uuid}${result.label ? ` "${result.label}"` : ""}, ` +
-          `${result.blockCount} blocks of ${BLOCK_SIZE} bytes, journal ${result.journalBlocks} blocks, ` +
-          `data from block ${result.firstDataBlock}`,
-      );
+      console.log(formatLine(path, await Volume.format(device, { journalBlocks, label: values.label })));
     } finally {
       await device.close();
     }
@@ -280,31 +350,40 @@ export async function mkfs(args: string[]): Promise<number> {
   return 0;
 }
 
-/** `astra fsck --image FILE`: checks an LFSX image offline; 0 when clean, 1 when anything is wrong. */
+/**
+ * `astra fsck`: checks an LFSX volume on a host image file (offline), or on an unmounted block
+ * device of a running system; 0 when clean, 1 when anything is wrong.
+ */
 export async function fsck(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { image: { type: "string" } } });
-  const path = values.image;
-  if (!path) {
-    console.error("usage: ./astra fsck --image FILE");
+  const { values } = parseArgs({
+    args,
+    options: { image: { type: "string" }, device: { type: "string" }, endpoint: { type: "string" } },
+  });
+  const target = volumeTarget(values);
+  if (!target) {
+    console.error(`usage: ${FSCK_USAGE}`);
     return 2;
   }
+  if (target.kind === "device") {
+    const { lfsx, close } = await connect(values.endpoint);
+    try {
+      const report = await lfsx.fsck(
+        { subject: { case: "target", value: { target: { case: "device", value: target.name } } } },
+        { timeoutMs: CALL_TIMEOUT_MS * 6 },
+      );
+      return reportCheck(target.name, report);
+    } finally {
+      close();
+    }
+  }
+  const path = target.path;
   const lock = await lockImage(path, false, "image");
   try {
     const device = await FileBlockDevice.open(path, { readOnly: true }).catch((err) => {
       throw hostFileError(err, path, "image");
     });
     try {
-      const report = await Volume.check(device);
-      for (const problem of report.problems) console.log(`problem: ${problem}`);
-      console.log(
-        `${path}: ${
-          report.ok ? "clean" : `${report.problems.length} problem(s)`
-        }; ${report.entries} entries, ` +
-          `height ${report.height}, ${report.leaves} leaves, ${report.internalNodes} internal nodes, ` +
-          `${report.overflowValues} overflow values in ${report.overflowBlocks} blocks, ` +
-          `${report.usedBlocks} blocks used, ${report.freeBlocks} free`,
-      );
-      return report.ok ? 0 : 1;
+      return reportCheck(path, await Volume.check(device));
     } catch (err) {
       if (!(err instanceof AstraError) || err.code !== Code.DATA_LOSS) throw err;
       console.log(`problem: ${err.message}`);

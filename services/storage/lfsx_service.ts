@@ -60,6 +60,7 @@ import {
 import type { CallContext, ServiceImpl } from "../../lib/rpc.ts";
 import { BLOCK_SIZE, type BlockDevice, FileBlockDevice } from "./lfsx/blockdev.ts";
 import { Mutex } from "./lfsx/mutex.ts";
+import { probeDevice } from "./lfsx/probe.ts";
 import type { IsolationLevel as EngineIsolation } from "./lfsx/txn.ts";
 import {
   type CheckpointResult,
@@ -72,11 +73,16 @@ import {
 import { connectionOf, openConnections } from "./connections.ts";
 import { logger } from "../../lib/log.ts";
 
-/** The volume every boot mounts, from `<data dir>/lfsx.img`, formatted on first boot. */
+/**
+ * The volume every boot mounts: from `<data dir>/lfsx.img`, formatted on first boot, or from the
+ * block device ASTRA_LFSX_DEVICE names, formatted on the first boot that finds it blank.
+ */
 export const DEFAULT_VOLUME = "root";
 const DEFAULT_IMAGE = "lfsx.img";
 /** Size of the default volume's image when first boot creates it; ASTRA_LFSX_SIZE overrides it. */
 const DEFAULT_VOLUME_SIZE = "256M";
+/** Names the block device ("nvme0n1", "sda") to keep the default volume on instead of the image. */
+export const ROOT_DEVICE_VAR = "ASTRA_LFSX_DEVICE";
 /** How often idle and disconnected transactions are looked for. */
 const SWEEP_INTERVAL_MS = 1000;
 /** The engine's idle timer fires at the timeout; its record is retired this much later. */
@@ -463,6 +469,8 @@ function scanMessage(page: ScanResult): MessageInitShape<typeof ScanResponseSche
 export class LfsxServer {
   readonly #dataDir: string;
   readonly #defaultVolumeBytes: number;
+  /** The block device of the default volume; undefined: the image in the data folder. */
+  readonly #rootDevice: string | undefined;
   readonly #blockDevice: (name: string) => BlockDevice;
   readonly #volumes = new Map<string, MountedVolume>();
   readonly #open = new Map<bigint, Session>();
@@ -478,6 +486,7 @@ export class LfsxServer {
   constructor(options: LfsxServiceOptions) {
     this.#dataDir = resolve(options.dataDir);
     this.#defaultVolumeBytes = parseSize(readEnv("ASTRA_LFSX_SIZE") ?? DEFAULT_VOLUME_SIZE);
+    this.#rootDevice = readEnv(ROOT_DEVICE_VAR);
     this.#blockDevice = options.blockDevice;
   }
 
@@ -586,6 +595,7 @@ export class LfsxServer {
   // ---- volumes --------------------------------------------------------------------------------
 
   async #mountDefault(): Promise<string> {
+    if (this.#rootDevice !== undefined) return await this.#mountDefaultDevice(this.#rootDevice);
     await Deno.mkdir(this.#dataDir, { recursive: true }).catch((err) => {
       throw hostFileError(err, this.#dataDir);
     });
@@ -598,6 +608,46 @@ export class LfsxServer {
     }
     const mounted = await this.#attach(DEFAULT_VOLUME, { kind: "image", source: path }, { readOnly: false });
     return `lfsx volume ${DEFAULT_VOLUME} on ${path}: ${formatted}${
+      describeRecovery(mounted.volume.mountReport)
+    }`;
+  }
+
+  /**
+   * The default volume on a block device: formatted when the device is blank, mounted when it holds
+   * an LFSX volume, refused when it holds anything else. A first boot that dies while formatting
+   * leaves no superblock (it is written last) and zeros over the start of the device (the journal
+   * region is zeroed first; the tree starts beyond the first MiB on any device above 8 MiB), so the
+   * next boot finds the device blank again and formats it afresh.
+   */
+  async #mountDefaultDevice(name: string): Promise<string> {
+    let device: BlockDevice;
+    try {
+      device = this.#unmountedDevice(name).device;
+    } catch (err) {
+      if (!(err instanceof AstraError)) throw err;
+      throw new AstraError(err.code, err.errno, `${ROOT_DEVICE_VAR}=${name}: ${err.message}`, {
+        facts: { device: name },
+      });
+    }
+    const contents = await probeDevice(device);
+    if (contents.kind === "other") {
+      throw new AstraError(
+        Code.FAILED_PRECONDITION,
+        Errno.ENOTEMPTY,
+        `${ROOT_DEVICE_VAR}=${name}: ${name} holds data that is not an LFSX volume (byte ${contents.offset} ` +
+          `is not zero), and the root volume is formatted only onto a blank device; format it ` +
+          `explicitly (./astra mkfs --device ${name}, with the system booted without ${ROOT_DEVICE_VAR}) ` +
+          `or name another device`,
+        { facts: { device: name, offset: String(contents.offset) } },
+      );
+    }
+    let formatted = "";
+    if (contents.kind === "blank") {
+      const result = await Volume.format(device, { label: DEFAULT_VOLUME });
+      formatted = `formatted ${result.blockCount} blocks, `;
+    }
+    const mounted = await this.#attach(DEFAULT_VOLUME, { kind: "device", source: name }, { readOnly: false });
+    return `lfsx volume ${DEFAULT_VOLUME} on ${name}: ${formatted}${
       describeRecovery(mounted.volume.mountReport)
     }`;
   }

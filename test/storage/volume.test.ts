@@ -220,6 +220,38 @@ describe("volume", () => {
     await expect(volume.read(bytes("k"))).rejects.toMatchObject({ errno: Errno.ENODEV });
   });
 
+  it("reads blocks handed back as views into larger buffers, as reads through DMA memory come", async () => {
+    // The block layer returns a read as a window of the buffer its DMA transfer landed in.
+    const memory = new MemoryBlockDevice(4096);
+    const device = {
+      blockSize: memory.blockSize,
+      blockCount: memory.blockCount,
+      readBlocks: async (first: number, count: number) => {
+        const data = await memory.readBlocks(first, count);
+        const larger = new Uint8Array(data.length + 4096 + 24);
+        larger.set(data, 24);
+        return larger.subarray(24, 24 + data.length);
+      },
+      writeBlocks: (first: number, data: Uint8Array) => memory.writeBlocks(first, data),
+      flush: () => memory.flush(),
+      close: () => memory.close(),
+    };
+    await Volume.format(device);
+    let volume = await Volume.mount(device);
+    const large = "overflow ".repeat(3000);
+    await commitAll(
+      volume,
+      Array.from({ length: 300 }, (_, i) => [`key${i}`, i % 100 === 5 ? large : `value ${i}`]),
+    );
+    await volume.unmount();
+    volume = await Volume.mount(device);
+    expect(text(await volume.read(bytes("key205")))).toBe(large);
+    expect(text(await volume.read(bytes("key299")))).toBe("value 299");
+    expect((await volume.fsck()).problems).toEqual([]);
+    await volume.unmount();
+    expect((await Volume.check(device)).problems).toEqual([]);
+  });
+
   it("refuses to format a device too small for its journal, and to mount one that is not LFSX", async () => {
     await expect(Volume.format(new MemoryBlockDevice(40), { journalBlocks: 16 })).rejects.toMatchObject({
       code: Code.INVALID_ARGUMENT,

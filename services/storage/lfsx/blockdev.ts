@@ -2,7 +2,8 @@
 // that returns only once everything written before it is on stable storage. Two
 // implementations: a host image file (what `astra mkfs --image` and the benchmark use) and a
 // memory device with a volatile write-back cache that can simulate a power cut, which is what
-// the crash tests run on. The block layer's devices (AHCI, NVMe) implement the same interface.
+// the crash tests run on. The block layer's devices (AHCI, NVMe) serve the same interface through
+// blocklayer.ts.
 import { AstraError, Code, Errno, invalidArgument, outOfRange } from "../../../lib/errors.ts";
 
 export const BLOCK_SIZE = 4096;

@@ -9,7 +9,7 @@
 //
 // The operations themselves are not reentrant: callers run them one at a time through
 // exclusive(), which also trims the node cache once the operation is over.
-import { failedPrecondition, invalidArgument } from "../../../lib/errors.ts";
+import { Errno, failedPrecondition, invalidArgument } from "../../../lib/errors.ts";
 import type { NodeCache } from "./cache.ts";
 import { describeKey, type Key, lowerBound, shortestSeparator, upperBound } from "./keys.ts";
 import { Mutex } from "./mutex.ts";
@@ -78,6 +78,7 @@ export function checkValue(value: Uint8Array, argument = "value"): void {
     throw invalidArgument(
       argument,
       `value of ${value.length} bytes exceeds the ${MAX_VALUE_LENGTH}-byte limit`,
+      Errno.E2BIG,
     );
   }
 }

@@ -124,7 +124,7 @@ export class NodeTable {
         );
       }
       const buf = await device.readBlocks(directory, 1);
-      const view = new DataView(buf.buffer);
+      const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
       if (view.getUint32(0, true) !== DIRECTORY_MAGIC || view.getUint32(4, true) !== index) {
         throw corruptBlock(directory, "not a node table directory block");
       }
@@ -157,7 +157,7 @@ export class NodeTable {
         throw corruptBlock(block, `mapping page ${page} overlaps another structure`);
       }
       const buf = await device.readBlocks(block, 1);
-      const view = new DataView(buf.buffer);
+      const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
       if (view.getUint32(0, true) !== PAGE_MAGIC || view.getUint32(4, true) !== page) {
         throw corruptBlock(block, `not mapping page ${page} of the node table`);
       }

@@ -7,6 +7,7 @@
 //
 // Extents are immutable: a new value gets new extents and the old ones are released, so they
 // are written once, to fresh blocks, the moment the value is stored.
+import { DEFAULT_MAX_MESSAGE_BYTES } from "../../../lib/config.ts";
 import { AstraError, Code, Errno } from "../../../lib/errors.ts";
 import { BLOCK_SIZE, type BlockDevice } from "./blockdev.ts";
 import { blockSeed, crc32cWithHole } from "./crc32c.ts";
@@ -17,8 +18,17 @@ import type { SpaceMap } from "./space.ts";
 const OVERFLOW_MAGIC = 0x564f584c; // "LXOV"
 const HEADER_SIZE = 32;
 const CRC_OFFSET = 20;
-/** Largest value LFSX stores. */
-export const MAX_VALUE_LENGTH = 16 * 1024 * 1024;
+/**
+ * Room kept beside a value in a message of the contract. The largest envelope a value travels in
+ * is a one-entry Scan page: the entry's key of up to 1024 bytes, the continuation (another such
+ * key), and the field tags and lengths — about 2.1 KiB.
+ */
+export const VALUE_ENVELOPE_BYTES = 4096;
+/**
+ * Largest value LFSX stores: what fits in one message of either transport with its envelope, so
+ * that any value stored can also be put and read over the contract (LfsxService's comment says so).
+ */
+export const MAX_VALUE_LENGTH = DEFAULT_MAX_MESSAGE_BYTES - VALUE_ENVELOPE_BYTES;
 
 export interface ExtentInfo {
   id: number;
@@ -119,7 +129,7 @@ export class OverflowStore {
       const block = this.table.blockOf(id);
       const blocks = this.table.lengthOf(id);
       const buf = await this.device.readBlocks(block, verify ? blocks : 1);
-      const view = new DataView(buf.buffer);
+      const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
       if (view.getUint32(0, true) !== OVERFLOW_MAGIC || view.getUint32(4, true) !== id) {
         throw corruptBlock(block, `not overflow extent ${id}`);
       }

@@ -789,10 +789,17 @@ export class Volume {
     if (this.#failure) return;
     const cause = err instanceof AstraError ? err : undefined;
     const text = err instanceof Error ? err.message : String(err);
+    // Damage stays DATA_LOSS and a device that went away FAILED_PRECONDITION: retrying cannot
+    // help either. Any other failure may pass once the volume is mounted again.
+    const code = cause?.code === Code.DATA_LOSS
+      ? Code.DATA_LOSS
+      : cause?.errno === Errno.ENODEV
+      ? Code.FAILED_PRECONDITION
+      : Code.UNAVAILABLE;
     this.#failure = new AstraError(
-      cause?.code === Code.DATA_LOSS ? Code.DATA_LOSS : Code.UNAVAILABLE,
+      code,
       cause?.errno ?? Errno.EIO,
-      `the volume failed and refuses further work until it is mounted again (recovery replays the journal): ${text}`,
+      `the volume failed and refuses further work until it is unmounted and mounted again (recovery then replays the journal): ${text}`,
       { facts: cause?.detail.facts ?? {} },
     );
     this.#txns.close(this.#failure);

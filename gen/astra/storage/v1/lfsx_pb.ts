@@ -23,7 +23,9 @@ export type VolumeTarget = Message<"astra.storage.v1.VolumeTarget"> & {
    */
   target: {
     /**
-     * A block device of BlockService ("nvme0n1").
+     * A block device of BlockService ("nvme0n1", "sda"), used in 4 KiB blocks whatever its LBA
+     * size. While its device is gone (hot unplug), a volume fails every request
+     * FAILED_PRECONDITION/ENODEV until it is unmounted; mounted again, it recovers from its journal.
      *
      * @generated from field: string device = 1;
      */
@@ -1890,8 +1892,10 @@ export const LockModeSchema: GenEnum<LockMode> = /*@__PURE__*/
 /**
  * LfsxService is the LFSX storage engine (seed 2.3–2.5) offered as a transactional key-value
  * store: volumes (format, mount with crash recovery, checkpoint, statistics, fsck) and
- * transactions on them. Keys are 1 to 1024 bytes, values 0 to 16 MiB, both plain bytes, ordered
- * bytewise.
+ * transactions on them. Keys are 1 to 1024 bytes and values 0 to 16,773,120 bytes, both plain
+ * bytes, ordered bytewise. The value limit is the 16 MiB message limit of both transports less 4 KiB
+ * kept for the envelope of the largest message carrying a value (a one-entry Scan page: its key and
+ * continuation); a larger value fails INVALID_ARGUMENT/E2BIG.
  *
  * Isolation, as PostgreSQL behaves: READ UNCOMMITTED runs as READ COMMITTED; READ COMMITTED
  * reads the newest committed data at each statement; REPEATABLE READ is snapshot isolation with
