@@ -26,9 +26,10 @@ usage: ./astra <command> [options]
         boot all five services: in one process (embedded, default; one gRPC port for clients,
         default ${DEFAULT_GATEWAY_ADDRESS}) or each as its own supervised process (grpc, ports 7701-7705)
   run [--root DIR] [--transport embedded|grpc] [--env K=V]... [--clear-env] [--memory 1G] [--cpus N]
-      PROGRAM [ARGS...]
+      [--trace] PROGRAM [ARGS...]
         run a static ppc64le Linux program with DIR (default: the current folder) as its root
-        and the caller's stdin/stdout/stderr; exits with its status (128+N if killed by signal N)
+        and the caller's stdin/stdout/stderr; exits with its status (128+N if killed by signal N);
+        --trace prints every system call, with what its owner did for it, when the program ends
   serve NAME [--listen HOST:PORT] [--peer NAME=HOST:PORT]...
         run one service alone (NAME: ${SERVICE_NAMES.join(", ")})
   call SERVICE METHOD [JSON] [--endpoint ADDR] [--timeout MS]

@@ -4,6 +4,7 @@
 // it. Each run has its own data folder and, over gRPC, its own Unix sockets: runs never share
 // ports or state, so any number may run side by side.
 import process from "node:process";
+import { ObservabilityService, type Span } from "../gen/astra/common/v1/observability_pb.ts";
 import { MachineService } from "../gen/astra/machine/v1/machine_pb.ts";
 import { ChildOutcome, SchedService } from "../gen/astra/sched/v1/sched_pb.ts";
 import { VfsService } from "../gen/astra/storage/v1/vfs_pb.ts";
@@ -13,9 +14,13 @@ import { setLogLevel } from "../lib/log.ts";
 import { client, type Transport } from "../lib/rpc.ts";
 import { Supervisor } from "../lib/supervisor.ts";
 import { signalName } from "../lib/linux/signals.ts";
+import { SPAN_RING_CAPACITY, TRACE_KERNEL_CALLS_VAR } from "../lib/tracing.ts";
+import { renderTraces } from "./trace.ts";
 
 interface RunOptions {
   root: string;
+  /** Trace every system call and print the calls when the program ends. */
+  trace: boolean;
   transport: "embedded" | "grpc";
   env: string[];
   clearEnv: boolean;
@@ -30,6 +35,7 @@ const VALUE_FLAGS = new Set(["--root", "--transport", "--env", "--memory", "--cp
 function parseRunArgs(args: string[]): RunOptions | string {
   const options: RunOptions = {
     root: Deno.cwd(),
+    trace: false,
     transport: readEnv("ASTRA_TRANSPORT") === "grpc" ? "grpc" : "embedded",
     env: [],
     clearEnv: false,
@@ -48,6 +54,10 @@ function parseRunArgs(args: string[]): RunOptions | string {
     }
     if (flag === "--clear-env") {
       options.clearEnv = true;
+      continue;
+    }
+    if (flag === "--trace") {
+      options.trace = true;
       continue;
     }
     if (!VALUE_FLAGS.has(flag)) return `unknown option ${flag}`;
@@ -153,6 +163,22 @@ async function bootProcessesForRun(
   };
 }
 
+/**
+ * The traced system calls, as trees with what their owners did for them, on stderr. Each service
+ * keeps its last SPAN_RING_CAPACITY spans: a long run shows its last calls.
+ */
+async function printKernelCalls(system: BootedSystem): Promise<void> {
+  const spans: Span[] = [];
+  for (const name of BOOT_ORDER) {
+    const observability = client(ObservabilityService, system.transport(name), "astra-run");
+    spans.push(...(await observability.listSpans({ limit: SPAN_RING_CAPACITY })).spans);
+  }
+  const calls = new Set(spans.filter((s) => s.name.startsWith("sys.")).map((s) => s.traceId));
+  const traced = spans.filter((s) => calls.has(s.traceId));
+  console.error(`astra run: ${calls.size} system calls traced`);
+  if (traced.length > 0) console.error(renderTraces(traced, Infinity));
+}
+
 export async function run(args: string[]): Promise<number> {
   const parsed = parseRunArgs(args);
   if (typeof parsed === "string") {
@@ -169,6 +195,8 @@ export async function run(args: string[]): Promise<number> {
     setLogLevel("error");
     Deno.env.set("ASTRA_LOG_LEVEL", "error");
   }
+  // Read by the machine's trap path (embedded) and inherited by the service processes (gRPC).
+  if (parsed.trace) Deno.env.set(TRACE_KERNEL_CALLS_VAR, "1");
   const dataDir = await Deno.makeTempDir({ prefix: "astra-run-" });
   const config = systemConfigFrom({ ...parsed.machine, "data-dir": dataDir });
   const machineArgs = Object.entries(parsed.machine).flatMap(([k, v]) => [`--${k}`, v]);
@@ -193,6 +221,7 @@ export async function run(args: string[]): Promise<number> {
     // service that is already gone.
     const machine = client(MachineService, system.transport("machine"), "astra-run");
     for (const cpu of (await machine.listCpus({})).cpus) await machine.stopCpu({ cpu: cpu.cpu });
+    if (parsed.trace) await printKernelCalls(system);
     switch (outcome.outcome) {
       case ChildOutcome.EXITED:
         return outcome.exitCode;

@@ -33,6 +33,14 @@ function micros(nanos: bigint): string {
   return us >= 1000 ? `${(us / 1000).toFixed(2)} ms` : `${us.toFixed(0)} µs`;
 }
 
+/** A span's name; a system call's (ASTRA_TRACE_KERNEL_CALLS) as strace writes it: arguments, result, pid. */
+function label(s: Span): string {
+  const args = s.attributes["syscall.args"];
+  if (args === undefined) return s.name;
+  const result = s.attributes["syscall.errno"] ?? s.attributes["syscall.result"] ?? "?";
+  return `${s.name}(${args.split(" ").join(", ")}) = ${result}  [pid ${s.attributes.pid}]`;
+}
+
 /** Trees of spans, oldest trace first; a span whose parent was not recorded is a root. */
 export function renderTraces(spans: Span[], traces: number): string {
   const byTrace = new Map<string, Span[]>();
@@ -64,9 +72,10 @@ export function renderTraces(spans: Span[], traces: number): string {
         b,
       ) => (a.startUnixNanos < b.startUnixNanos ? -1 : 1));
       for (const s of kids) {
-        const status = s.status === "ok" ? "" : `  [${s.status}]`;
+        const errno = s.attributes["syscall.errno"];
+        const status = s.status === "ok" || s.status === errno ? "" : `  [${s.status}]`;
         lines.push(
-          `${"  ".repeat(depth + 1)}${s.service} ${s.kind} ${s.name}  ${micros(s.durationNanos)}${status}`,
+          `${"  ".repeat(depth + 1)}${s.service} ${s.kind} ${label(s)}  ${micros(s.durationNanos)}${status}`,
         );
         walk(s.spanId, depth + 1);
       }

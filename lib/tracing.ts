@@ -2,7 +2,7 @@
 // ring buffer (served by ObservabilityService/ListSpans, which `astra trace` reads, so no collector
 // is needed) and exports them over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set. Context
 // crosses processes as W3C traceparent in gRPC metadata and stays in AsyncLocalStorage within one.
-import { context, propagation, trace } from "@opentelemetry/api";
+import { context, propagation, ROOT_CONTEXT, type Span, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import {
@@ -14,10 +14,14 @@ import {
 import { create } from "@bufbuild/protobuf";
 import { type Span as SpanRecord, SpanSchema } from "../gen/astra/common/v1/observability_pb.ts";
 
-const RING_CAPACITY = 4096;
+/** Set to 1, the machine traces every system call (see KernelCallRequest.traceparent). */
+export const TRACE_KERNEL_CALLS_VAR = "ASTRA_TRACE_KERNEL_CALLS";
+
+/** Finished spans each process keeps. */
+export const SPAN_RING_CAPACITY = 4096;
 const KIND_NAMES = ["internal", "server", "client", "producer", "consumer"];
 
-/** Keeps the last RING_CAPACITY finished spans of this process. */
+/** Keeps the last SPAN_RING_CAPACITY finished spans of this process. */
 class RingBufferSpanProcessor implements SpanProcessor {
   readonly spans: SpanRecord[] = [];
   private next = 0;
@@ -42,16 +46,16 @@ class RingBufferSpanProcessor implements SpanProcessor {
       status: span.status.code === 2 ? (span.status.message || "error") : "ok",
       attributes,
     });
-    if (this.spans.length < RING_CAPACITY) this.spans.push(record);
+    if (this.spans.length < SPAN_RING_CAPACITY) this.spans.push(record);
     else {
       this.spans[this.next] = record;
-      this.next = (this.next + 1) % RING_CAPACITY;
+      this.next = (this.next + 1) % SPAN_RING_CAPACITY;
     }
   }
 
   /** Spans oldest first. */
   ordered(): SpanRecord[] {
-    return this.spans.length < RING_CAPACITY
+    return this.spans.length < SPAN_RING_CAPACITY
       ? [...this.spans]
       : [...this.spans.slice(this.next), ...this.spans.slice(0, this.next)];
   }
@@ -101,4 +105,20 @@ export function recentSpans(traceId = "", limit = 1000): SpanRecord[] {
 /** Flushes exporters (OTLP) before the process exits. */
 export async function shutdownTracing(): Promise<void> {
   await provider?.forceFlush();
+}
+
+/** The W3C traceparent of `span`, for a message that carries it in a field (not in call metadata). */
+export function traceparentOf(span: Span): string {
+  const carrier: Record<string, string> = {};
+  propagation.inject(trace.setSpan(ROOT_CONTEXT, span), carrier);
+  return carrier.traceparent ?? "";
+}
+
+/**
+ * Runs `fn` in the trace a message's `traceparent` field names, so that what it does — the calls it
+ * makes included — is traced beneath that span; an empty field leaves the active context.
+ */
+export function inTraceOf<T>(traceparent: string, fn: () => T): T {
+  if (traceparent === "") return fn();
+  return context.with(propagation.extract(ROOT_CONTEXT, { traceparent }), fn);
 }

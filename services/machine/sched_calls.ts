@@ -34,6 +34,7 @@ export class SchedCalls extends KernelCallOwner<KernelCallRequest, KernelCallRes
     memory: UserMemory,
     number: number,
     args: readonly bigint[],
+    traceparent: string,
   ): Promise<KernelCallOutcome> {
     // A literal, complete message: `create` would walk the schema on every system call.
     return this.send(thread, memory, (callId) => ({
@@ -50,6 +51,7 @@ export class SchedCalls extends KernelCallOwner<KernelCallRequest, KernelCallRes
       arg4: argument(args, 4),
       arg5: argument(args, 5),
       inputs: [],
+      traceparent,
     }));
   }
 

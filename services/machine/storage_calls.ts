@@ -28,12 +28,13 @@ export class StorageCalls extends KernelCallOwner<KernelCallRequest, KernelCallR
     memory: UserMemory,
     number: number,
     args: readonly bigint[],
+    traceparent: string,
   ): Promise<KernelCallOutcome> {
     const specs = VFS_KERNEL_CALLS.get(number)?.inputs ?? [];
     const inputs = specs.length === 0 ? NO_INPUTS : copyVfsInputs(this.faults, thread, memory, specs, args);
     return inputs instanceof Promise
-      ? inputs.then((copied) => this.#send(thread, memory, number, args, copied))
-      : this.#send(thread, memory, number, args, inputs);
+      ? inputs.then((copied) => this.#send(thread, memory, number, args, copied, traceparent))
+      : this.#send(thread, memory, number, args, inputs, traceparent);
   }
 
   answer(call: PendingCall<KernelCallRequest, KernelCallResponse>, response: KernelCallResponse): void {
@@ -47,6 +48,7 @@ export class StorageCalls extends KernelCallOwner<KernelCallRequest, KernelCallR
     number: number,
     args: readonly bigint[],
     inputs: GuestBytes[] | Errno,
+    traceparent: string,
   ): Promise<KernelCallOutcome> {
     if (typeof inputs === "number") return Promise.resolve(failed(inputs));
     // A literal, complete message: `create` would walk the schema on every system call.
@@ -58,6 +60,7 @@ export class StorageCalls extends KernelCallOwner<KernelCallRequest, KernelCallR
       number,
       args: sixArguments(args),
       inputs: inputs.map((input) => ({ $typeName: "astra.storage.v1.GuestBuffer", ...input })),
+      traceparent,
     }));
   }
 }

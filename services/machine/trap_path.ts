@@ -19,13 +19,15 @@ import {
 } from "../../gen/astra/sched/v1/sched_pb.ts";
 import { VfsService } from "../../gen/astra/storage/v1/vfs_pb.ts";
 import { VmmService } from "../../gen/astra/vmm/v1/vmm_pb.ts";
-import { Errno, toAstraError } from "../../lib/errors.ts";
+import { readEnv } from "../../lib/config.ts";
+import { Errno, errnoName, toAstraError } from "../../lib/errors.ts";
 import { SIGKILL } from "../../lib/linux/signals.ts";
-import { syscallOwner } from "../../lib/linux/syscall_owners.ts";
+import { type SyscallOwner, syscallOwner } from "../../lib/linux/syscall_owners.ts";
 import { syscallName } from "../../lib/linux/syscall_numbers.ts";
 import { logger } from "../../lib/log.ts";
 import type { Peers } from "../../lib/module.ts";
 import { type Client, client } from "../../lib/rpc.ts";
+import { TRACE_KERNEL_CALLS_VAR, traceparentOf } from "../../lib/tracing.ts";
 import { failed } from "./kernel_call_owner.ts";
 import type {
   Dispatch,
@@ -58,7 +60,11 @@ export class PeerKernelSide implements KernelSide {
   readonly #storageCalls: StorageCalls;
   readonly #vmmCalls: VmmCalls;
 
-  constructor(peers: Peers) {
+  /** A span per system call (TRACE_KERNEL_CALLS_VAR); off, a call costs no tracing at all. */
+  readonly #traceCalls: boolean;
+
+  constructor(peers: Peers, options: { traceKernelCalls?: boolean } = {}) {
+    this.#traceCalls = options.traceKernelCalls ?? readEnv(TRACE_KERNEL_CALLS_VAR) === "1";
     this.#sched = client(SchedService, peers.sched, "machine");
     const vmm = client(VmmService, peers.vmm, "machine");
     this.#faults = new MemoryFaults(vmm, this.#sched, this.#log);
@@ -77,15 +83,83 @@ export class PeerKernelSide implements KernelSide {
     number: number,
     args: readonly bigint[],
   ): Promise<KernelCallOutcome> {
-    switch (syscallOwner(number)) {
+    const owner = syscallOwner(number);
+    // The machine's own calls (rt_sigreturn) never get here.
+    if (owner === undefined || owner === "machine") {
+      return Promise.resolve(this.#unimplemented(thread, number));
+    }
+    if (!this.#traceCalls) return this.#call(owner, thread, memory, number, args, "");
+    return this.#traced(owner, thread, memory, number, args);
+  }
+
+  #call(
+    owner: Exclude<SyscallOwner, "machine">,
+    thread: TrappedThread,
+    memory: UserMemory,
+    number: number,
+    args: readonly bigint[],
+    traceparent: string,
+  ): Promise<KernelCallOutcome> {
+    switch (owner) {
       case "sched":
-        return this.#schedCalls.call(thread, memory, number, args);
+        return this.#schedCalls.call(thread, memory, number, args, traceparent);
       case "storage":
-        return this.#storageCalls.call(thread, memory, number, args);
+        return this.#storageCalls.call(thread, memory, number, args, traceparent);
       case "vmm":
-        return this.#vmmCalls.call(thread, memory, number, args);
-      default:
-        return Promise.resolve(this.#unimplemented(thread, number));
+        return this.#vmmCalls.call(thread, memory, number, args, traceparent);
+    }
+  }
+
+  /**
+   * A system call with its own trace: a `sys.<name>` span from the trap to the final answer (a
+   * blocked call's included), its arguments and result as attributes, and its traceparent sent
+   * along so that the owner's work for it is traced beneath.
+   */
+  async #traced(
+    owner: Exclude<SyscallOwner, "machine">,
+    thread: TrappedThread,
+    memory: UserMemory,
+    number: number,
+    args: readonly bigint[],
+  ): Promise<KernelCallOutcome> {
+    const span = this.#tracer.startSpan(`sys.${syscallName(number) ?? number}`, {
+      root: true,
+      attributes: {
+        "syscall.number": number,
+        "syscall.owner": owner,
+        "syscall.args": args.slice(0, 6).map((a) => `0x${BigInt.asUintN(64, a).toString(16)}`).join(" "),
+        pid: thread.pid,
+        tid: thread.tid,
+      },
+    });
+    const finish = (outcome: KernelCallOutcome) => {
+      if (outcome.kind === "error") {
+        const errno = errnoName(outcome.errno);
+        span.setAttribute("syscall.errno", errno);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: errno });
+      } else {
+        span.setAttribute(
+          "syscall.result",
+          outcome.kind === "return" ? `0x${outcome.value.toString(16)}` : outcome.kind,
+        );
+      }
+      span.end();
+      return outcome;
+    };
+    try {
+      const outcome = await this.#call(owner, thread, memory, number, args, traceparentOf(span));
+      if (outcome.kind !== "blocked") return finish(outcome);
+      span.addEvent("blocked");
+      return {
+        kind: "blocked",
+        done: outcome.done.then(finish, (error) => {
+          span.end();
+          throw error;
+        }),
+      };
+    } catch (error) {
+      span.end();
+      throw error;
     }
   }
 

@@ -22,6 +22,7 @@ export class VmmCalls extends KernelCallOwner<KernelCallRequest, KernelCallRespo
     memory: UserMemory,
     number: number,
     args: readonly bigint[],
+    traceparent: string,
   ): Promise<KernelCallOutcome> {
     // A literal, complete message: `create` would walk the schema on every system call.
     return this.send(thread, memory, (callId) => ({
@@ -33,6 +34,7 @@ export class VmmCalls extends KernelCallOwner<KernelCallRequest, KernelCallRespo
       cpu: thread.cpu,
       number,
       args: sixArguments(args),
+      traceparent,
     }));
   }
 

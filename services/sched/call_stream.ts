@@ -10,6 +10,7 @@ import {
   type KernelCallResponseSchema,
 } from "../../gen/astra/sched/v1/sched_pb.ts";
 import { Errno } from "../../lib/errors.ts";
+import { inTraceOf } from "../../lib/tracing.ts";
 import type { GuestBytes } from "./guest_memory.ts";
 import type { SchedKernel } from "./kernel.ts";
 import { log } from "./log.ts";
@@ -44,18 +45,20 @@ export class KernelCallStream {
       );
       if (!known) call.inputs.push({ address: input.address, data: input.data });
     }
-    const outcome = await runSystemCall(
-      this.kernel,
-      {
-        cpu: request.cpu,
-        pid: request.pid,
-        tid: request.tid,
-        number: request.number,
-        args: [request.arg0, request.arg1, request.arg2, request.arg3, request.arg4, request.arg5],
-      },
-      call.inputs,
-      call.state,
-    );
+    const inputs = call.inputs, state = call.state;
+    const outcome = await inTraceOf(request.traceparent, () =>
+      runSystemCall(
+        this.kernel,
+        {
+          cpu: request.cpu,
+          pid: request.pid,
+          tid: request.tid,
+          number: request.number,
+          args: [request.arg0, request.arg1, request.arg2, request.arg3, request.arg4, request.arg5],
+        },
+        inputs,
+        state,
+      ));
     if (outcome.kind === "fetch") {
       this.reply({
         callId: request.callId,

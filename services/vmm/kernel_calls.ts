@@ -10,6 +10,7 @@ import {
   MappingRole,
 } from "../../gen/astra/vmm/v1/vmm_pb.ts";
 import { Channel, serveConcurrently } from "../../lib/channel.ts";
+import { inTraceOf } from "../../lib/tracing.ts";
 import { AstraError, Errno, toAstraError } from "../../lib/errors.ts";
 import { PAGE_SIZE } from "../../lib/linux/limits.ts";
 import { SYSCALLS } from "../../lib/linux/syscall_numbers.ts";
@@ -154,7 +155,8 @@ export function serveMemoryCalls(
   return serveConcurrently(requests, replies, (request) => {
     const space = request.spaceId;
     const previous = tails.get(space) ?? Promise.resolve();
-    const done: Promise<void> = previous.then(() => answer(request)).then((reply) => replies.push(reply))
+    const done: Promise<void> = previous.then(() => inTraceOf(request.traceparent, () => answer(request)))
+      .then((reply) => replies.push(reply))
       .finally(() => {
         if (tails.get(space) === done) tails.delete(space);
       });

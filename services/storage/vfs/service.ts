@@ -14,6 +14,7 @@ import {
   VfsService,
 } from "../../../gen/astra/storage/v1/vfs_pb.ts";
 import { Channel, serveConcurrently } from "../../../lib/channel.ts";
+import { inTraceOf } from "../../../lib/tracing.ts";
 import type { CallContext } from "../../../lib/rpc.ts";
 import { bindService, type BoundService } from "../../../lib/server.ts";
 import { Errno, vfsError } from "./errors.ts";
@@ -355,7 +356,10 @@ export function bindVfs(vfs: Vfs): BoundService {
       return serveConcurrently(
         requests,
         replies,
-        (request) => serveKernelCall(request, ctx.signal).then((reply) => replies.push(reply)),
+        (request) =>
+          inTraceOf(request.traceparent, () => serveKernelCall(request, ctx.signal)).then((reply) =>
+            replies.push(reply)
+          ),
       );
     },
   });
