@@ -11,7 +11,6 @@
 // --endpoint HOST:PORT (or ASTRA_ENDPOINT); without one it tries the embedded system's gateway,
 // then the machine service's own port. A failed call prints its gRPC status and errno detail and
 // exits 1; bad usage exits 2.
-import { parseArgs } from "node:util";
 import {
   DiskController,
   type DiskInfo,
@@ -20,10 +19,10 @@ import {
 } from "../gen/astra/machine/v1/devices_pb.ts";
 import { MachineService } from "../gen/astra/machine/v1/machine_pb.ts";
 import { parseSize } from "../lib/config.ts";
-import { AstraError } from "../lib/errors.ts";
 import { type Client, client } from "../lib/rpc.ts";
 import { withEndpoint } from "./endpoint.ts";
 import { sizeText, table } from "./format.ts";
+import { runSubcommand, UsageError, wholeNumber } from "./subcommand.ts";
 
 const USAGE = `usage: ./astra machine <command> [--endpoint HOST:PORT]
 
@@ -49,8 +48,6 @@ LOCATION is ahci:PORT or nvme:NSID, e.g. ahci:2 or nvme:1.
 `;
 
 type Machine = Client<typeof MachineService>;
-
-class UsageError extends Error {}
 
 const FAULT_KINDS: Record<string, FaultKind> = {
   "media-error": FaultKind.MEDIA_ERROR,
@@ -84,13 +81,6 @@ function location(
 function locationText(l: DiskLocation | undefined): string {
   if (!l) return "?";
   return l.controller === DiskController.AHCI ? `ahci:${l.port}` : `nvme:${l.namespaceId}`;
-}
-
-function wholeNumber(text: string | undefined, what: string): bigint {
-  if (text === undefined || !/^\d+$/.test(text)) {
-    throw new UsageError(`${what} must be a whole number, not ${text}`);
-  }
-  return BigInt(text);
 }
 
 function size(text: string | undefined): bigint {
@@ -218,59 +208,38 @@ async function fault(machine: Machine, args: string[], flags: Flags): Promise<vo
 }
 
 /** The `astra machine` command; returns the process exit code. */
-export async function machineCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        endpoint: { type: "string" },
-        image: { type: "string" },
-        size: { type: "string" },
-        "lba-size": { type: "string" },
-        surprise: { type: "boolean" },
-        lba: { type: "string" },
-        blocks: { type: "string" },
-        count: { type: "string" },
-        id: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (err) {
-    console.error(`${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  const [command, ...rest] = positionals;
-  if (values.help || !command) {
-    (values.help ? console.log : console.error)(USAGE);
-    return values.help ? 0 : 2;
-  }
-  try {
-    let run: (machine: Machine) => Promise<void>;
-    switch (command) {
-      case "disk":
-        run = (machine) => disk(machine, rest, values);
-        break;
-      case "fault":
-        run = (machine) => fault(machine, rest, values);
-        break;
-      default:
-        throw new UsageError(`unknown machine command ${JSON.stringify(command)}`);
-    }
-    await withEndpoint(
-      "machine",
-      values.endpoint,
-      (transport) => run(client(MachineService, transport, "cli")),
-    );
-    return 0;
-  } catch (err) {
-    if (err instanceof UsageError) {
-      console.error(`${err.message}\n\n${USAGE}`);
-      return 2;
-    }
-    console.error(`error: ${err instanceof AstraError ? err.describe() : String(err)}`);
-    return 1;
-  }
+export function machineCommand(args: string[]): Promise<number> {
+  return runSubcommand(
+    args,
+    {
+      endpoint: { type: "string" },
+      image: { type: "string" },
+      size: { type: "string" },
+      "lba-size": { type: "string" },
+      surprise: { type: "boolean" },
+      lba: { type: "string" },
+      blocks: { type: "string" },
+      count: { type: "string" },
+      id: { type: "string" },
+    },
+    USAGE,
+    (command, rest, values) => {
+      let run: (machine: Machine) => Promise<void>;
+      switch (command) {
+        case "disk":
+          run = (machine) => disk(machine, rest, values);
+          break;
+        case "fault":
+          run = (machine) => fault(machine, rest, values);
+          break;
+        default:
+          throw new UsageError(`unknown machine command ${JSON.stringify(command)}`);
+      }
+      return withEndpoint(
+        "machine",
+        values.endpoint,
+        (transport) => run(client(MachineService, transport, "cli")),
+      );
+    },
+  );
 }

@@ -6,12 +6,12 @@
 //
 // Each takes --endpoint HOST:PORT (or ASTRA_ENDPOINT); without one it tries the embedded system's
 // gateway, then the storage service's own port.
-import { parseArgs } from "node:util";
 import { type BlockDevice, BlockService, DeviceDriver } from "../gen/astra/storage/v1/block_pb.ts";
-import { AstraError, invalidArgument } from "../lib/errors.ts";
+import { invalidArgument } from "../lib/errors.ts";
 import { type Client, client } from "../lib/rpc.ts";
 import { withEndpoint } from "./endpoint.ts";
 import { sizeText, table } from "./format.ts";
+import { runSubcommand, UsageError, wholeNumber } from "./subcommand.ts";
 
 const USAGE = `usage: ./astra storage <command> [--endpoint HOST:PORT]
 
@@ -63,15 +63,6 @@ function deviceRows(devices: BlockDevice[]): string[][] {
     ]),
   ];
 }
-
-function wholeNumber(text: string | undefined, what: string): bigint {
-  if (text === undefined || !/^\d+$/.test(text)) {
-    throw new UsageError(`${what} must be a whole number, not ${text}`);
-  }
-  return BigInt(text);
-}
-
-class UsageError extends Error {}
 
 async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
@@ -148,49 +139,22 @@ async function write(endpoint: string | undefined, args: string[], fua: boolean)
 }
 
 /** The `astra storage` command; returns the process exit code. */
-export async function storageCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        endpoint: { type: "string" },
-        fua: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (err) {
-    console.error(`${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  const [command, ...rest] = positionals;
-  if (values.help || !command) {
-    (values.help ? console.log : console.error)(USAGE);
-    return values.help ? 0 : 2;
-  }
-  try {
-    switch (command) {
-      case "devices":
-        await devices(values.endpoint);
-        return 0;
-      case "read":
-        await read(values.endpoint, rest);
-        return 0;
-      case "write":
-        await write(values.endpoint, rest, values.fua ?? false);
-        return 0;
-      default:
-        console.error(`unknown storage command ${JSON.stringify(command)}\n\n${USAGE}`);
-        return 2;
-    }
-  } catch (err) {
-    if (err instanceof UsageError) {
-      console.error(`${err.message}\n\n${USAGE}`);
-      return 2;
-    }
-    console.error(`error: ${err instanceof AstraError ? err.describe() : String(err)}`);
-    return 1;
-  }
+export function storageCommand(args: string[]): Promise<number> {
+  return runSubcommand(
+    args,
+    { endpoint: { type: "string" }, fua: { type: "boolean" } },
+    USAGE,
+    async (command, rest, values) => {
+      switch (command) {
+        case "devices":
+          return await devices(values.endpoint);
+        case "read":
+          return await read(values.endpoint, rest);
+        case "write":
+          return await write(values.endpoint, rest, values.fua ?? false);
+        default:
+          throw new UsageError(`unknown storage command ${JSON.stringify(command)}`);
+      }
+    },
+  );
 }
