@@ -3,8 +3,10 @@
 // the storage process is SIGKILLed part way and restarted by the Supervisor, and every key the
 // load printed as committed is there afterwards (journal recovery), with the volume intact. The
 // root volume is on its image file, then on an NVMe namespace (ASTRA_LFSX_DEVICE), whose every
-// block request the storage process drives through the machine over gRPC.
+// block request the storage process drives through the machine over gRPC. Afterwards both disk
+// controllers work again under the restarted drivers.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BlockService } from "../../../gen/astra/storage/v1/block_pb.ts";
 import { LfsxService } from "../../../gen/astra/storage/v1/lfsx_pb.ts";
 import type { ServiceName } from "../../../lib/config.ts";
 import { GrpcTransport } from "../../../lib/grpc.ts";
@@ -112,6 +114,17 @@ for (
         const check = await lfsx.fsck({ subject: { case: "volume", value: "root" } }, { timeoutMs: 30_000 });
         expect(check.problems).toEqual([]);
         expect(check.ok).toBe(true);
+
+        // The restarted drivers registered their interrupts again (IRQ 16 is AHCI's alone, and the
+        // dead process had it): both controllers' disks are there and answer I/O, which completes
+        // by interrupt.
+        const block = client(BlockService, transport);
+        const names = (await block.listDevices({})).devices.filter((d) => d.online).map((d) => d.name);
+        expect(names).toEqual(expect.arrayContaining(["sda", "sdb", "nvme0n1", "nvme0n2"]));
+        for (const device of ["sda", "nvme0n2"]) {
+          const read = await block.readBlocks({ device, lba: 0n, count: 1 }, { timeoutMs: 10_000 });
+          expect(read.data.length).toBeGreaterThan(0);
+        }
       } finally {
         transport.close();
       }
