@@ -130,6 +130,7 @@ class InProcessTransport implements Transport {
       signal: call.signal,
       deadline: call.deadline,
       peer: "in-process",
+      traceContext: opts.traceContext,
     };
     return { bound, call, ctx };
   }

@@ -77,14 +77,16 @@ function observeStream<T>(
 }
 
 /**
- * Client side: starts a client span under the active context, injects the trace context into the
- * call's metadata and runs `send` inside it.
+ * Client side: starts a client span under the active context, hands the trace context to the
+ * server (in the call's metadata, or as the context object itself in one process) and runs `send`
+ * inside it.
  */
 export function clientCall<R>(
   caller: string,
   method: DescMethod,
   opts: CallOptions,
   send: (opts: CallOptions) => R,
+  inProcess: boolean,
 ): R {
   const tracer = trace.getTracer(caller);
   const span = tracer.startSpan(spanName(method), {
@@ -92,14 +94,22 @@ export function clientCall<R>(
     attributes: { "rpc.system": "grpc" },
   });
   const ctx = trace.setSpan(context.active(), span);
-  const metadata: Record<string, string> = { ...opts.metadata };
-  propagation.inject(ctx, metadata);
   const started = performance.now();
   const finish = (err?: AstraError) => {
     recordCall("client", pathOf(method), (performance.now() - started) * 1000, err !== undefined);
     endSpan(span, err);
   };
-  const outcome = context.with(ctx, () => send({ ...opts, metadata }));
+  // In one process the server continues from the context object itself; across processes, from
+  // W3C trace context in the metadata.
+  let traced: CallOptions;
+  if (inProcess) {
+    traced = { ...opts, traceContext: ctx };
+  } else {
+    const metadata: Record<string, string> = { ...opts.metadata };
+    propagation.inject(ctx, metadata);
+    traced = { ...opts, metadata };
+  }
+  const outcome = context.with(ctx, () => send(traced));
   if (method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming") {
     // Reading replies runs no code of the caller's: the transport delivers them, and a handler's
     // own work runs in its server span (below). Entering the client span per reply would only cost.
@@ -125,7 +135,7 @@ export function clientCall<R>(
  */
 export function serverCall<R>(ctx: CallContext, invoke: () => R): R {
   const method = ctx.method;
-  const parent = propagation.extract(ROOT_CONTEXT, ctx.metadata);
+  const parent = ctx.traceContext ?? propagation.extract(ROOT_CONTEXT, ctx.metadata);
   const span = trace.getTracer(ctx.service).startSpan(
     spanName(method),
     { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "net.peer": ctx.peer } },

@@ -2,6 +2,7 @@
 // a caller holds (Client), and the Transport a client talks through. Method shapes come from the
 // protoc-gen-es service descriptors, so a contract change is a compile error here.
 import type { DescMethod, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import type { Context } from "@opentelemetry/api";
 import { clientCall } from "./interceptors.ts";
 
 export interface CallOptions {
@@ -11,6 +12,11 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Extra request metadata (lower-case keys). */
   metadata?: Record<string, string>;
+  /**
+   * Set by the client interceptor for an in-process call: the client span's context, which the
+   * server continues from instead of W3C trace context in the metadata.
+   */
+  traceContext?: Context;
 }
 
 /** What a handler knows about the call it serves. */
@@ -25,6 +31,8 @@ export interface CallContext {
   readonly deadline?: number;
   /** "in-process" or the remote address. */
   readonly peer: string;
+  /** In-process calls: the caller's span context (otherwise it comes from the metadata). */
+  readonly traceContext?: Context;
 }
 
 type In<M extends DescMethod> = MessageShape<M["input"]>;
@@ -68,23 +76,24 @@ export interface Transport {
 /** A typed client for `desc` over `transport`, with the client-side interceptors applied. */
 export function client<S extends DescService>(desc: S, transport: Transport, caller = "client"): Client<S> {
   const out: Record<string, unknown> = {};
+  const inProcess = transport.kind === "in-process";
   for (const method of desc.methods) {
     switch (method.methodKind) {
       case "unary":
         out[method.localName] = (req: unknown, opts: CallOptions = {}) =>
-          clientCall(caller, method, opts, (o) => transport.unary(method, req ?? {}, o));
+          clientCall(caller, method, opts, (o) => transport.unary(method, req ?? {}, o), inProcess);
         break;
       case "server_streaming":
         out[method.localName] = (req: unknown, opts: CallOptions = {}) =>
-          clientCall(caller, method, opts, (o) => transport.serverStream(method, req ?? {}, o));
+          clientCall(caller, method, opts, (o) => transport.serverStream(method, req ?? {}, o), inProcess);
         break;
       case "client_streaming":
         out[method.localName] = (reqs: AsyncIterable<unknown>, opts: CallOptions = {}) =>
-          clientCall(caller, method, opts, (o) => transport.clientStream(method, reqs, o));
+          clientCall(caller, method, opts, (o) => transport.clientStream(method, reqs, o), inProcess);
         break;
       case "bidi_streaming":
         out[method.localName] = (reqs: AsyncIterable<unknown>, opts: CallOptions = {}) =>
-          clientCall(caller, method, opts, (o) => transport.bidiStream(method, reqs, o));
+          clientCall(caller, method, opts, (o) => transport.bidiStream(method, reqs, o), inProcess);
         break;
     }
   }
