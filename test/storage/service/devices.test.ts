@@ -7,23 +7,22 @@
 // device, and once plugged back in the volume mounts again with everything committed before. A
 // storage service that reaches the machine over gRPC, as in process mode, runs volumes as well.
 // What the volumes hold survives a restart of the whole system.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { DiskController } from "../../../gen/astra/machine/v1/devices_pb.ts";
 import { MachineService } from "../../../gen/astra/machine/v1/machine_pb.ts";
 import { BlockService } from "../../../gen/astra/storage/v1/block_pb.ts";
 import { LfsxService } from "../../../gen/astra/storage/v1/lfsx_pb.ts";
 import { Code, Errno } from "../../../lib/errors.ts";
 import { GrpcServer, GrpcTransport } from "../../../lib/grpc.ts";
-import type { EmbeddedSystem } from "../../../lib/host.ts";
 import { InProcessRouter } from "../../../lib/inproc.ts";
 import { peersFrom } from "../../../lib/module.ts";
-import { type Client, client, type Transport } from "../../../lib/rpc.ts";
+import { type Client, client } from "../../../lib/rpc.ts";
 import { createMachine } from "../../../services/machine/server.ts";
 import { createPmm } from "../../../services/pmm/server.ts";
 import { ServiceHardware } from "../../../services/storage/hardware.ts";
 import { storageModule } from "../../../services/storage/server.ts";
 import { MAX_VALUE_LENGTH } from "../../../services/storage/lfsx/overflow.ts";
-import { bootSystem, bytes, failure, text } from "./helpers.ts";
+import { bytes, failure, SuiteSystem, text } from "./helpers.ts";
 
 type Lfsx = Client<typeof LfsxService>;
 
@@ -89,27 +88,9 @@ function sameBytes(actual: Uint8Array, expected: Uint8Array): boolean {
 }
 
 describe("LFSX volumes on the block layer's devices", () => {
-  let dataDir: string;
-  let system: EmbeddedSystem;
-  let grpc: GrpcTransport;
+  const suite = new SuiteSystem("astra-lfsx-devices-");
 
-  beforeAll(async () => {
-    dataDir = await Deno.makeTempDir({ prefix: "astra-lfsx-devices-" });
-    system = await bootSystem(dataDir);
-    grpc = new GrpcTransport(system.gatewayAddress!);
-  });
-
-  afterAll(async () => {
-    grpc.close();
-    await system.shutdown();
-    await Deno.remove(dataDir, { recursive: true });
-  });
-
-  const transports: [string, () => Transport][] = [
-    ["in-process", () => system.router.transport()],
-    ["grpc", () => grpc],
-  ];
-  for (const [kind, transport] of transports) {
+  for (const [kind, transport] of suite.transports) {
     for (const name of ["nvme0n1", "nvme0n2", "sda"]) {
       it(`formats, mounts, commits, remounts and reads a volume on ${name} over ${kind}`, async () => {
         const lfsx = client(LfsxService, transport());
@@ -187,7 +168,7 @@ describe("LFSX volumes on the block layer's devices", () => {
   }
 
   it("stores a value of the largest size, in requests the block layer takes", async () => {
-    const lfsx = client(LfsxService, system.router.transport());
+    const lfsx = client(LfsxService, suite.system.router.transport());
     // A journal larger than the value: its group and its extent both exceed one 16 MiB request.
     await lfsx.format({ ...device("nvme0n1"), journalBlocks: 6000 });
     await lfsx.mount({ ...device("nvme0n1"), volume: "large" });
@@ -207,7 +188,7 @@ describe("LFSX volumes on the block layer's devices", () => {
   }, 60_000);
 
   it("fails a volume whose disk is pulled out with ENODEV, and mounts it again once it is back", async () => {
-    const local = system.router.transport();
+    const local = suite.system.router.transport();
     const lfsx = client(LfsxService, local);
     const block = client(BlockService, local);
     const machine = client(MachineService, local);
@@ -305,11 +286,8 @@ describe("LFSX volumes on the block layer's devices", () => {
   }, 120_000);
 
   it("finds every volume as it was after a restart of the whole system", async () => {
-    grpc.close();
-    await system.shutdown();
-    system = await bootSystem(dataDir);
-    grpc = new GrpcTransport(system.gatewayAddress!);
-    const lfsx = client(LfsxService, grpc);
+    await suite.restart();
+    const lfsx = client(LfsxService, suite.grpc);
     for (const [name, round] of [["sda", "grpc"], ["sdb", "pulled"]]) {
       await lfsx.mount({ ...device(name), volume: name });
       await expectRound(lfsx, name, round);

@@ -2,9 +2,11 @@
 // to a volume's image.
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { expect } from "vitest";
+import { afterAll, beforeAll, expect } from "vitest";
 import { AstraError, type Code, type Errno } from "../../../lib/errors.ts";
+import { GrpcTransport } from "../../../lib/grpc.ts";
 import { bootEmbedded, type EmbeddedSystem } from "../../../lib/host.ts";
+import type { Transport } from "../../../lib/rpc.ts";
 import { BLOCK_SIZE, FileBlockDevice } from "../../../services/storage/lfsx/blockdev.ts";
 import { Volume } from "../../../services/storage/lfsx/volume.ts";
 import { loadFactory } from "../../../services/index.ts";
@@ -20,6 +22,48 @@ export function bootSystem(dataDir: string, steps: Map<string, string> = new Map
     gateway: "127.0.0.1:0",
     onStep: (name, line) => steps.set(name, line),
   });
+}
+
+/**
+ * One embedded system (bootSystem) for a whole describe block, in a folder of its own, reached in
+ * process and over its gRPC gateway: `transports` names both; `restart` boots it again on the same
+ * folder, as after a power-off.
+ */
+export class SuiteSystem {
+  dataDir = "";
+  system!: EmbeddedSystem;
+  grpc!: GrpcTransport;
+  readonly transports: [string, () => Transport][] = [
+    ["in-process", () => this.system.router.transport()],
+    ["grpc", () => this.grpc],
+  ];
+
+  /** Boots before the block's tests and removes everything after them. */
+  constructor(prefix: string) {
+    beforeAll(async () => {
+      this.dataDir = await Deno.makeTempDir({ prefix });
+      await this.#boot();
+    });
+    afterAll(async () => {
+      await this.#shutdown();
+      await Deno.remove(this.dataDir, { recursive: true });
+    });
+  }
+
+  async restart(): Promise<void> {
+    await this.#shutdown();
+    await this.#boot();
+  }
+
+  async #boot(): Promise<void> {
+    this.system = await bootSystem(this.dataDir);
+    this.grpc = new GrpcTransport(this.system.gatewayAddress!);
+  }
+
+  async #shutdown(): Promise<void> {
+    this.grpc.close();
+    await this.system.shutdown();
+  }
 }
 
 /** Resolves with the AstraError `promise` rejects with, after checking its status and errno. */

@@ -3,7 +3,7 @@
 // scanned and read at its version over both transports, and one byte more is refused with
 // INVALID_ARGUMENT/E2BIG naming the field.
 import { create, type DescMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   GetResponseSchema,
   GetVersionResponseSchema,
@@ -13,12 +13,10 @@ import {
 } from "../../../gen/astra/storage/v1/lfsx_pb.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../../lib/config.ts";
 import { Code, Errno } from "../../../lib/errors.ts";
-import { GrpcTransport } from "../../../lib/grpc.ts";
-import type { EmbeddedSystem } from "../../../lib/host.ts";
-import { client, type Transport } from "../../../lib/rpc.ts";
+import { client } from "../../../lib/rpc.ts";
 import { MAX_KEY_LENGTH } from "../../../services/storage/lfsx/node.ts";
 import { MAX_VALUE_LENGTH } from "../../../services/storage/lfsx/overflow.ts";
-import { bootSystem, bytes, failure } from "./helpers.ts";
+import { bytes, failure, SuiteSystem } from "./helpers.ts";
 
 const U64_MAX = 2n ** 64n - 1n;
 
@@ -55,27 +53,9 @@ describe("the LFSX value limit", () => {
     expect(Math.max(...sizes) - MAX_VALUE_LENGTH).toBeGreaterThan(2048);
   });
 
-  let dataDir: string;
-  let system: EmbeddedSystem;
-  let grpc: GrpcTransport;
+  const suite = new SuiteSystem("astra-lfsx-limits-");
 
-  beforeAll(async () => {
-    dataDir = await Deno.makeTempDir({ prefix: "astra-lfsx-limits-" });
-    system = await bootSystem(dataDir);
-    grpc = new GrpcTransport(system.gatewayAddress!);
-  });
-
-  afterAll(async () => {
-    grpc.close();
-    await system.shutdown();
-    await Deno.remove(dataDir, { recursive: true });
-  });
-
-  const transports: [string, () => Transport][] = [
-    ["in-process", () => system.router.transport()],
-    ["grpc", () => grpc],
-  ];
-  for (const [kind, transport] of transports) {
+  for (const [kind, transport] of suite.transports) {
     it(`puts and reads a value of the largest size over ${kind}, and refuses one byte more`, async () => {
       const lfsx = client(LfsxService, transport());
       const key = new Uint8Array(MAX_KEY_LENGTH).fill(kind.length);
