@@ -1,9 +1,19 @@
 // Shared fixtures for the driver tests: a device machine (the machine's AHCI and NVMe models,
-// interrupt controller and memory in this process) and data patterns that name where they differ.
+// interrupt controller and memory in this process), a machine behind a gRPC port as in process mode,
+// and data patterns that name where they differ.
 import { expect } from "vitest";
 import { AstraError, type Code, type Errno } from "../../../lib/errors.ts";
+import { GrpcServer, GrpcTransport } from "../../../lib/grpc.ts";
+import { InProcessRouter } from "../../../lib/inproc.ts";
+import { peersFrom, type SystemConfig } from "../../../lib/module.ts";
+import type { Transport } from "../../../lib/rpc.ts";
+import { createMachine } from "../../../services/machine/server.ts";
+import { createPmm } from "../../../services/pmm/server.ts";
 import { DiskImage } from "../../../services/machine/devices/diskimage.ts";
-import { DeviceMachine } from "../../../services/storage/hardware.ts";
+import { DeviceMachine, ServiceHardware } from "../../../services/storage/hardware.ts";
+import { storageModule } from "../../../services/storage/server.ts";
+
+type StorageModule = ReturnType<typeof storageModule>;
 
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
@@ -90,4 +100,45 @@ export function ahciMachine(
     },
   });
   return { machine, disks };
+}
+
+/** A machine and pmm reachable only through a gRPC port, and a storage module driving them over it. */
+export interface RemoteMachine {
+  /** The machine's and pmm's own in-process router, for calls that need not cross the port. */
+  local: Transport;
+  /** A storage module whose every register access, DMA transfer and interrupt crosses the port. */
+  storage: StorageModule;
+  /** Stops all of it and removes `dataDir`. */
+  stop(): Promise<void>;
+}
+
+/** What process mode does to the drivers: their machine (in `config.dataDir`) behind a gRPC port. */
+export async function remoteMachine(config: SystemConfig): Promise<RemoteMachine> {
+  const router = new InProcessRouter();
+  const local = router.transport();
+  const peers = peersFrom(() => local);
+  const machine = createMachine(peers, config);
+  const pmm = createPmm(peers);
+  const server = new GrpcServer("machine");
+  for (const m of [machine, pmm]) {
+    m.bound.forEach((b) => router.add(b));
+    m.bound.forEach((b) => server.add(b));
+  }
+  await machine.start();
+  await pmm.start();
+  const remote = new GrpcTransport(await server.listen("127.0.0.1:0"));
+  server.setServing(true);
+  const storage = storageModule(new ServiceHardware(remote, remote), config.dataDir);
+  return {
+    local,
+    storage,
+    async stop() {
+      await storage.stop();
+      remote.close();
+      await server.shutdown();
+      await pmm.stop();
+      await machine.stop();
+      await Deno.remove(config.dataDir, { recursive: true });
+    },
+  };
 }

@@ -17,19 +17,15 @@ import { NvmeService } from "../../../gen/astra/storage/v1/nvme_pb.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Channel } from "../../../lib/channel.ts";
 import { AstraError, Code, Errno } from "../../../lib/errors.ts";
-import { GrpcServer, GrpcTransport } from "../../../lib/grpc.ts";
+import { GrpcTransport } from "../../../lib/grpc.ts";
 import { bootEmbedded, type EmbeddedSystem } from "../../../lib/host.ts";
-import { InProcessRouter } from "../../../lib/inproc.ts";
 import { snapshotMetrics } from "../../../lib/metrics.ts";
-import { peersFrom, type SystemConfig } from "../../../lib/module.ts";
+import type { SystemConfig } from "../../../lib/module.ts";
 import { client, type Transport } from "../../../lib/rpc.ts";
 import { loadFactory } from "../../../services/index.ts";
-import { createMachine } from "../../../services/machine/server.ts";
-import { createPmm } from "../../../services/pmm/server.ts";
 import { BlockIoClient } from "../../../services/storage/block_io.ts";
 import { type DeviceAccess, ServiceHardware } from "../../../services/storage/hardware.ts";
-import { storageModule } from "../../../services/storage/server.ts";
-import { expectBytes, expectFailure, pattern } from "./helpers.ts";
+import { expectBytes, expectFailure, pattern, remoteMachine } from "./helpers.ts";
 
 const MiB = 1024 * 1024;
 
@@ -410,21 +406,7 @@ describe("storage driving the machine over gRPC", () => {
       skipUnlessReady(ctx);
       // A machine and pmm of their own, reachable only through a gRPC port, as in process mode.
       const dir = await Deno.makeTempDir({ prefix: "astra-storage-grpc-" });
-      const router = new InProcessRouter();
-      const local = router.transport();
-      const peers = peersFrom(() => local);
-      const machine = createMachine(peers, { ...config(), dataDir: dir });
-      const pmm = createPmm(peers);
-      const server = new GrpcServer("machine");
-      for (const m of [machine, pmm]) {
-        m.bound.forEach((b) => router.add(b));
-        m.bound.forEach((b) => server.add(b));
-      }
-      await machine.start();
-      await pmm.start();
-      const remote = new GrpcTransport(await server.listen("127.0.0.1:0"));
-      server.setServing(true);
-      const storage = storageModule(new ServiceHardware(remote, remote), dir);
+      const { local, storage, stop } = await remoteMachine({ ...config(), dataDir: dir });
       try {
         expect(await storage.start()).toMatch(
           /devices: sda 64 MiB, sdb 64 MiB, nvme0n1 64 MiB, nvme0n2 64 MiB/,
@@ -449,12 +431,7 @@ describe("storage driving the machine over gRPC", () => {
         expect(block.device("nvme0n1").statistics().retries).toBe(1);
         expect(storage.disks.interruptsHandled).toBeGreaterThan(0);
       } finally {
-        await storage.stop();
-        remote.close();
-        await server.shutdown();
-        await pmm.stop();
-        await machine.stop();
-        await Deno.remove(dir, { recursive: true });
+        await stop();
       }
     },
     30_000,

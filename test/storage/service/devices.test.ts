@@ -13,15 +13,10 @@ import { MachineService } from "../../../gen/astra/machine/v1/machine_pb.ts";
 import { BlockService } from "../../../gen/astra/storage/v1/block_pb.ts";
 import { LfsxService } from "../../../gen/astra/storage/v1/lfsx_pb.ts";
 import { Code, Errno } from "../../../lib/errors.ts";
-import { GrpcServer, GrpcTransport } from "../../../lib/grpc.ts";
 import { InProcessRouter } from "../../../lib/inproc.ts";
-import { peersFrom } from "../../../lib/module.ts";
 import { type Client, client } from "../../../lib/rpc.ts";
-import { createMachine } from "../../../services/machine/server.ts";
-import { createPmm } from "../../../services/pmm/server.ts";
-import { ServiceHardware } from "../../../services/storage/hardware.ts";
-import { storageModule } from "../../../services/storage/server.ts";
 import { MAX_VALUE_LENGTH } from "../../../services/storage/lfsx/overflow.ts";
+import { remoteMachine } from "../drivers/helpers.ts";
 import { bytes, failure, SuiteSystem, text } from "./helpers.ts";
 
 type Lfsx = Client<typeof LfsxService>;
@@ -245,21 +240,12 @@ describe("LFSX volumes on the block layer's devices", () => {
     // A machine and pmm of their own, reachable only through a gRPC port: every register access,
     // DMA transfer and interrupt of the volume's I/O crosses it.
     const dir = await Deno.makeTempDir({ prefix: "astra-lfsx-devices-grpc-" });
-    const router = new InProcessRouter();
-    const local = router.transport();
-    const peers = peersFrom(() => local);
-    const machine = createMachine(peers, { memoryBytes: 64 * MiB, numaNodes: 1, cpus: 1, dataDir: dir });
-    const pmm = createPmm(peers);
-    const server = new GrpcServer("machine");
-    for (const m of [machine, pmm]) {
-      m.bound.forEach((b) => router.add(b));
-      m.bound.forEach((b) => server.add(b));
-    }
-    await machine.start();
-    await pmm.start();
-    const remote = new GrpcTransport(await server.listen("127.0.0.1:0"));
-    server.setServing(true);
-    const storage = storageModule(new ServiceHardware(remote, remote), dir);
+    const { storage, stop } = await remoteMachine({
+      memoryBytes: 64 * MiB,
+      numaNodes: 1,
+      cpus: 1,
+      dataDir: dir,
+    });
     const lfsxRouter = new InProcessRouter();
     storage.bound.forEach((b) => lfsxRouter.add(b));
     const lfsx = client(LfsxService, lfsxRouter.transport());
@@ -276,12 +262,7 @@ describe("LFSX volumes on the block layer's devices", () => {
         await lfsx.unmount({ volume: name });
       }
     } finally {
-      await storage.stop();
-      remote.close();
-      await server.shutdown();
-      await pmm.stop();
-      await machine.stop();
-      await Deno.remove(dir, { recursive: true });
+      await stop();
     }
   }, 120_000);
 
