@@ -15,11 +15,10 @@ import type {
   NodeStat,
   Timestamp,
 } from "./filesystem.ts";
-import { MAX_IO_BYTES, OpenFile } from "./files.ts";
+import { MAX_IO_BYTES, OpenFile, pseudoStatistics } from "./files.ts";
 import {
   direntType,
   makeDevice,
-  NAME_MAX,
   PAGE_SIZE,
   S_IFCHR,
   S_IFDIR,
@@ -261,17 +260,6 @@ export class DevicesFileSystem implements FileSystem {
 
   /** A tmpfs mounted without size limits, as the kernel's own devtmpfs mount is: no counts. */
   statistics(): FsStatistics {
-    return {
-      type: TMPFS_MAGIC,
-      blockSize: PAGE_SIZE,
-      blocks: 0,
-      freeBlocks: 0,
-      availableBlocks: 0,
-      files: 0,
-      freeFiles: 0,
-      id: [DEVTMPFS_DEVICE, 0],
-      nameMax: NAME_MAX,
-      fragmentSize: PAGE_SIZE,
-    };
+    return { ...pseudoStatistics(TMPFS_MAGIC), id: [DEVTMPFS_DEVICE, 0] };
   }
 }

@@ -16,17 +16,15 @@ import type {
   ProcessView,
   Timestamp,
 } from "./filesystem.ts";
-import type { OpenFile } from "./files.ts";
+import { type OpenFile, pseudoStatistics } from "./files.ts";
 import {
   DT_DIR,
   DT_LNK,
   makeDevice,
-  NAME_MAX,
   O_ACCMODE,
   O_RDONLY,
   O_RDWR,
   O_WRONLY,
-  PAGE_SIZE,
   PROC_SUPER_MAGIC,
   S_IFDIR,
   S_IFLNK,
@@ -277,17 +275,6 @@ export class ProcFileSystem implements FileSystem {
 
   /** simple_statfs: the magic number and name length, no counts. */
   statistics(): FsStatistics {
-    return {
-      type: PROC_SUPER_MAGIC,
-      blockSize: PAGE_SIZE,
-      blocks: 0,
-      freeBlocks: 0,
-      availableBlocks: 0,
-      files: 0,
-      freeFiles: 0,
-      id: [0, 0],
-      nameMax: NAME_MAX,
-      fragmentSize: PAGE_SIZE,
-    };
+    return pseudoStatistics(PROC_SUPER_MAGIC);
   }
 }

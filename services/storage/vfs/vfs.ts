@@ -869,14 +869,7 @@ export class Vfs {
   /** mkdirat(2). */
   mkdirat(pid: number, dirFd: number, path: Uint8Array | string, mode: number): void {
     const process = this.#process(pid);
-    const text = pathText(path);
-    if (text === "") throw vfsError(Errno.ENOENT, "the path is empty", "path");
-    const parsed = parsePath(text);
-    const { parent, last, name } = this.namespace.walkParent(
-      process,
-      this.#start(process, dirFd, parsed.absolute),
-      parsed,
-    );
+    const { text, parent, last, name } = this.#walkParent(process, dirFd, path);
     if (last !== "normal") throw vfsError(Errno.EEXIST, `${text} exists`, "path");
     const child = [...parent.path, name];
     if (this.#existing(child, process)) throw vfsError(Errno.EEXIST, `${joinPath(child)} exists`, "path");
@@ -892,14 +885,7 @@ export class Vfs {
     }
     const removeDirectory = (flags & AT_REMOVEDIR) !== 0;
     const process = this.#process(pid);
-    const text = pathText(path);
-    if (text === "") throw vfsError(Errno.ENOENT, "the path is empty", "path");
-    const parsed = parsePath(text);
-    const { parent, last, name, trailingSlash } = this.namespace.walkParent(
-      process,
-      this.#start(process, dirFd, parsed.absolute),
-      parsed,
-    );
+    const { text, parent, last, name, trailingSlash } = this.#walkParent(process, dirFd, path);
     if (removeDirectory) {
       if (last === "dot") throw vfsError(Errno.EINVAL, 'rmdir of "."', "path");
       if (last === "dotdot") throw vfsError(Errno.ENOTEMPTY, 'rmdir of ".."', "path");
@@ -1337,19 +1323,23 @@ export class Vfs {
     location.mount.fs.truncate(location.relative, length);
   }
 
+  /** The parent of a path's last name (a LOOKUP_PARENT walk) from `dirFd`; an empty path is ENOENT. */
+  #walkParent(process: GuestProcess, dirFd: number, path: Uint8Array | string) {
+    const text = pathText(path);
+    if (text === "") throw vfsError(Errno.ENOENT, "the path is empty", "path");
+    const parsed = parsePath(text);
+    return {
+      text,
+      ...this.namespace.walkParent(process, this.#start(process, dirFd, parsed.absolute), parsed),
+    };
+  }
+
   /**
    * filename_create: where a new name goes — its parent found, then EEXIST for ".", "..", "/" or
    * a name that exists, ENOENT for a missing name with a trailing slash, EROFS last.
    */
   #newName(process: GuestProcess, dirFd: number, path: Uint8Array | string): NewName {
-    const text = pathText(path);
-    if (text === "") throw vfsError(Errno.ENOENT, "the path is empty", "path");
-    const parsed = parsePath(text);
-    const { parent, last, name, trailingSlash } = this.namespace.walkParent(
-      process,
-      this.#start(process, dirFd, parsed.absolute),
-      parsed,
-    );
+    const { text, parent, last, name, trailingSlash } = this.#walkParent(process, dirFd, path);
     if (last !== "normal") throw vfsError(Errno.EEXIST, `${text} exists`, "path");
     const child = [...parent.path, name];
     if (this.#existing(child, process)) throw vfsError(Errno.EEXIST, `${joinPath(child)} exists`, "path");
