@@ -103,8 +103,7 @@ function blockIo(device: BlockDevice, op: Op, seed: number): () => Promise<unkno
 
 // ---- the gRPC client, in a worker ----
 
-// One connection for every case: connections going away are what trips Deno's nghttp2 abort
-// (see README, Known problems).
+// One connection for every case, as a long-lived client has.
 let workerTransport: GrpcTransport | undefined;
 
 async function workerLoad(req: WorkerRequest): Promise<Figure> {

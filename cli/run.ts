@@ -155,8 +155,7 @@ async function bootProcessesForRun(
     transport: (name) => transports.get(name)!,
     async shutdown() {
       // The run's state is thrown away with its folder; guest writes to the root are already in
-      // the host's files. The services go at once, before this process closes its connections to
-      // them: no HTTP/2 goodbye (GOAWAY) is ever exchanged, which Deno's node:http2 can abort on.
+      // the host's files, so the services go at once.
       await supervisor.kill();
       for (const t of transports.values()) t.close();
     },

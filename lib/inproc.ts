@@ -1,7 +1,7 @@
 // The in-process transport: services in one Deno process call each other directly, with the same
 // semantics as gRPC. Messages cross as deep copies (so no caller and callee ever share a mutable
 // object) and the size limit applies, deadlines and cancellation abort the handler's
-// signal and fail the call with the same status codes grpc-js produces.
+// signal and fail the call with the same status codes the gRPC transport produces.
 import { type DescMessage, type DescMethod, type Message, toBinary } from "@bufbuild/protobuf";
 import { AstraError, Code, Errno } from "./errors.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./config.ts";

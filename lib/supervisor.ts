@@ -150,8 +150,7 @@ export class Supervisor {
 
   /**
    * SIGKILL to every service at once, for a system whose state is thrown away (`astra run` when its
-   * program has ended): nothing is flushed, and no service says goodbye to its peers over HTTP/2 —
-   * whose GOAWAY frames Deno's node:http2 can crash on (denoland/deno#36788).
+   * program has ended): nothing is flushed.
    */
   async kill(): Promise<void> {
     this.stopping = true;

@@ -12,8 +12,8 @@
 // - idle: past its idle timeout without a request, the engine's own timer aborts it;
 // - client gone: a transaction belongs to the gRPC connection its latest request arrived on. Unary
 //   calls carry no session, so "the client went away" means that connection closed: the client
-//   process exited or was killed, or closed its channels (grpc-js shares one connection among a
-//   process's channels to the same address, so closing one of several does not count). A sweep
+//   process exited or was killed, or closed the channel (each GrpcTransport has a connection of
+//   its own). A sweep
 //   every second aborts such transactions, which releases their locks; a client that reconnects
 //   and goes on finds its transaction ABORTED/ECANCELED and retries from Begin, as after any
 //   abort. In-process callers share this process and have no connection, so for them only the
@@ -481,7 +481,6 @@ export class LfsxServer {
   /** Volumes may be missing while the boot step mounts them or stop unmounts them: retry then. */
   #phase: "starting" | "serving" | "stopping" = "starting";
   #sweeper: ReturnType<typeof setInterval> | undefined;
-  #sweeping = false;
 
   constructor(options: LfsxServiceOptions) {
     this.#dataDir = resolve(options.dataDir);
@@ -1101,9 +1100,7 @@ export class LfsxServer {
 
   // ---- idle and disconnected transactions ----------------------------------------------------
 
-  async #sweep(): Promise<void> {
-    if (this.#sweeping) return;
-    this.#sweeping = true;
+  #sweep(): void {
     try {
       const now = performance.now();
       let watched = false;
@@ -1117,7 +1114,7 @@ export class LfsxServer {
         }
       }
       if (!watched) return;
-      const open = await openConnections();
+      const open = openConnections();
       if (!open) return;
       for (const session of [...this.#open.values()]) {
         if (session.connection !== undefined && !open.has(session.connection)) {
@@ -1129,8 +1126,6 @@ export class LfsxServer {
       }
     } catch (err) {
       log.warn("transaction sweep failed", { error: err instanceof Error ? err.message : String(err) });
-    } finally {
-      this.#sweeping = false;
     }
   }
 

@@ -114,8 +114,7 @@ for (const [kind, setup] of Object.entries(setups)) {
       expect(seen).toEqual([...Array(20).keys()]);
     });
 
-    // grpc-js hands a failed status to the caller at once and drops replies it has not yet read, so
-    // what is guaranteed on both transports is: the exact status, after an in-order prefix.
+    // What both transports guarantee: the exact status, after an in-order prefix of the replies.
     it("ends a server stream with the handler's error, after an in-order prefix of the replies", async () => {
       const seen: number[] = [];
       let error: AstraError | undefined;

@@ -118,9 +118,8 @@ describe.skipIf(skip)(`containers${skip ? ` (skipped: ${skip})` : ""}`, () => {
       const { traceId, address } = await trace.getTracer("test").startActiveSpan(
         "test.root",
         async (root) => {
-          // A service can abort inside Deno's nghttp2 and be restarted by Docker (denoland/deno#36788,
-          // the README's known problems); AllocFrame has side effects, so the transport does not
-          // retry it: the test does, while pmm comes back.
+          // pmm may still be coming up; AllocFrame has side effects, so the transport does not retry
+          // it: the test does.
           const frame = await waitFor(
             "pmm to answer AllocFrame",
             () =>
