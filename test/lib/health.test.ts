@@ -3,13 +3,14 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { EchoService } from "../../gen/astra/testing/v1/echo_pb.ts";
 import { Health } from "../../gen/grpc/health/v1/health_pb.ts";
-import { AstraError, Code } from "../../lib/errors.ts";
+import { Code } from "../../lib/errors.ts";
 import { checkHealth, GrpcServer, GrpcTransport, HealthProbe } from "../../lib/grpc.ts";
 import { HealthService, ServingStatus } from "../../lib/health.ts";
 import { InProcessRouter } from "../../lib/inproc.ts";
 import { snapshotMetrics } from "../../lib/metrics.ts";
 import { client, type Transport } from "../../lib/rpc.ts";
 import { echoService } from "./echo.ts";
+import { rejection } from "../rejection.ts";
 
 const { SERVING, NOT_SERVING, SERVICE_UNKNOWN } = ServingStatus;
 
@@ -65,16 +66,6 @@ const setups: Record<string, () => Promise<Setup>> = {
 function watchesEnded(): number {
   const m = snapshotMetrics().find((m) => m.side === "server" && m.method === "/grpc.health.v1.Health/Watch");
   return Number(m?.calls ?? 0);
-}
-
-async function rejection(p: Promise<unknown>): Promise<AstraError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(AstraError);
-    return e as AstraError;
-  }
-  throw new Error("expected the call to fail");
 }
 
 for (const [kind, setup] of Object.entries(setups)) {

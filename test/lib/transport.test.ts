@@ -10,18 +10,9 @@ import { client, type Transport } from "../../lib/rpc.ts";
 import { initTracing, recentSpans } from "../../lib/tracing.ts";
 import { observabilityService } from "../../lib/observability.ts";
 import { echoService } from "./echo.ts";
+import { rejection } from "../rejection.ts";
 
 const LIMIT = 64 * 1024;
-
-async function rejection(p: Promise<unknown>): Promise<AstraError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(AstraError);
-    return e as AstraError;
-  }
-  throw new Error("expected the call to fail");
-}
 
 async function* from<T>(items: T[], delayMs = 0): AsyncGenerator<T> {
   for (const item of items) {

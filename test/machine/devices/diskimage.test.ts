@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { DiskImage, DiskMediaError } from "../../../services/machine/devices/diskimage.ts";
 import { AstraError, Errno } from "../../../lib/errors.ts";
+import { rejection } from "../../rejection.ts";
 
 const MIB = 1024 * 1024;
 
@@ -14,16 +15,6 @@ function pattern(bytes: number, seed: number): Uint8Array {
 async function onFile(path: string, lba: number, count: number, lbaSize = 512): Promise<Uint8Array> {
   const file = await Deno.readFile(path);
   return file.subarray(lba * lbaSize, (lba + count) * lbaSize);
-}
-
-async function rejection(p: Promise<unknown>): Promise<AstraError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(AstraError);
-    return e as AstraError;
-  }
-  throw new Error("expected a rejection");
 }
 
 let dir: string;
