@@ -148,6 +148,8 @@ class MessageQueue<T> implements AsyncIterable<T> {
 
 export interface GrpcServerOptions {
   maxMessageBytes?: number;
+  /** Calls one client connection may have open at once (HTTP/2 MAX_CONCURRENT_STREAMS, default 4096). */
+  maxConcurrentCalls?: number;
 }
 
 interface Route {
@@ -163,6 +165,7 @@ let serversListening = 0;
 export class GrpcServer {
   readonly #log;
   readonly #limit: number;
+  readonly #maxConcurrentCalls: number | undefined;
   readonly #routes = new Map<string, Route>();
   readonly #services: BoundService[] = [];
   readonly #connections = new Set<H2Connection>();
@@ -174,6 +177,7 @@ export class GrpcServer {
 
   constructor(readonly name: string, opts: GrpcServerOptions = {}) {
     this.#limit = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.#maxConcurrentCalls = opts.maxConcurrentCalls;
     this.#log = logger(name);
     this.#health = new HealthService(name);
     this.#health.setStatus("", ServingStatus.NOT_SERVING);
@@ -227,6 +231,7 @@ export class GrpcServer {
     if (conn.remoteAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
     const connection = new H2Connection(conn, {
       role: "server",
+      maxConcurrentStreams: this.#maxConcurrentCalls,
       onStream: (stream, headers, endStream) => this.#call(stream, headers, endStream, peer),
       onClose: (error) => {
         this.#connections.delete(connection);
@@ -604,6 +609,11 @@ export class GrpcTransport implements Transport {
       onGoaway: () => this.#forget(connection),
       onClose: () => this.#forget(connection),
     });
+    // Streams start once the server's SETTINGS are known: its MAX_CONCURRENT_STREAMS among them.
+    await connection.settled;
+    if (connection.isClosed) {
+      throw bareStatus(Code.UNAVAILABLE, `${this.address} closed the connection before its HTTP/2 settings`);
+    }
     this.#connection = connection;
     this.#startKeepalive();
     return connection;
@@ -643,7 +653,12 @@ export class GrpcTransport implements Transport {
   /** A call on the connection, its deadline and cancellation armed. */
   async #open(method: DescMethod, opts: CallOptions, streamingReplies: boolean): Promise<ClientCall> {
     if (opts.signal?.aborted) throw cancelledError();
-    const connection = await this.#connect();
+    let connection = await this.#connect();
+    // The server's MAX_CONCURRENT_STREAMS: a call beyond it waits for one to end.
+    while (!connection.hasStreamSlot) {
+      await connection.streamSlot();
+      connection = await this.#connect();
+    }
     if (opts.signal?.aborted) throw cancelledError();
     const call = new ClientCall(this, method, this.#limit, streamingReplies, opts);
     call.begin(connection, this.#requestHeaders(method, opts));

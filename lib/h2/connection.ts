@@ -45,6 +45,8 @@ export interface ConnectionOptions {
   /** Bytes a stream may receive before its reader consumes some (our INITIAL_WINDOW_SIZE). */
   streamWindow?: number;
   maxHeaderListSize?: number;
+  /** Streams the peer may have open at once (our MAX_CONCURRENT_STREAMS); more are refused. */
+  maxConcurrentStreams?: number;
 }
 
 /** Our SETTINGS: large windows and frames, because both ends are usually on one host. */
@@ -52,6 +54,7 @@ const LOCAL_MAX_FRAME_SIZE = 1 << 20;
 const DEFAULT_STREAM_WINDOW = 8 << 20;
 const CONNECTION_WINDOW = 64 << 20;
 const DEFAULT_MAX_HEADER_LIST_SIZE = 64 * 1024;
+const DEFAULT_MAX_CONCURRENT_STREAMS = 4096;
 /** Output waiting for the socket beyond which writers are asked to wait. */
 const OUTPUT_HIGH_WATER = 4 << 20;
 
@@ -140,6 +143,8 @@ export class H2Connection {
   readonly #blocked = new Set<H2Stream>();
   readonly #drainWaiters: { stream: H2Stream; resolve: () => void }[] = [];
   readonly #pings = new Map<string, () => void>();
+  /** Callers waiting for the peer's MAX_CONCURRENT_STREAMS to admit another stream. */
+  readonly #slotWaiters: (() => void)[] = [];
   #peer: Settings = { ...DEFAULT_SETTINGS };
   #sendWindow = DEFAULT_SETTINGS.initialWindowSize;
   /** What the peer believes a new stream's window is: the default until it acknowledges ours. */
@@ -156,6 +161,9 @@ export class H2Connection {
   #closed = false;
   readonly closed: Promise<void>;
   #resolveClosed!: () => void;
+  /** Resolves when the peer's first SETTINGS has arrived (or the connection has closed). */
+  readonly settled: Promise<void>;
+  #resolveSettled!: () => void;
 
   constructor(conn: Deno.Conn, opts: ConnectionOptions) {
     this.#conn = conn;
@@ -168,8 +176,10 @@ export class H2Connection {
       maxHeaderListSize: opts.maxHeaderListSize ?? DEFAULT_MAX_HEADER_LIST_SIZE,
     });
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    this.settled = new Promise((resolve) => this.#resolveSettled = resolve);
     if (opts.role === "client") this.#writer.raw(CONNECTION_PREFACE);
     const settings: [number, number][] = [
+      [SettingId.MAX_CONCURRENT_STREAMS, opts.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS],
       [SettingId.INITIAL_WINDOW_SIZE, this.streamWindow],
       [SettingId.MAX_FRAME_SIZE, LOCAL_MAX_FRAME_SIZE],
       [SettingId.MAX_HEADER_LIST_SIZE, opts.maxHeaderListSize ?? DEFAULT_MAX_HEADER_LIST_SIZE],
@@ -192,6 +202,22 @@ export class H2Connection {
 
   get activeStreams(): number {
     return this.#streams.size;
+  }
+
+  /** Whether the peer's MAX_CONCURRENT_STREAMS admits one more stream now. */
+  get hasStreamSlot(): boolean {
+    return this.#streams.size < this.#peer.maxConcurrentStreams;
+  }
+
+  /** Resolves when a stream has ended (or the connection has), so that a waiting one may start. */
+  streamSlot(): Promise<void> {
+    if (this.hasStreamSlot || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => this.#slotWaiters.push(resolve));
+  }
+
+  /** Wakes every waiter; each checks for a slot again, and those that find none wait again. */
+  #wakeSlotWaiters(): void {
+    for (const wake of this.#slotWaiters.splice(0)) wake();
   }
 
   /** Bytes gathered for the socket and not yet written. */
@@ -370,6 +396,8 @@ export class H2Connection {
     this.#blocked.delete(stream);
     stream.queue.length = 0;
     stream.queuedBytes = 0;
+    // One stream ended: one waiter may start.
+    this.#slotWaiters.shift()?.();
     if ((this.#goawaySent || this.#goawayReceived) && this.#streams.size === 0) this.#closeAfterFlush();
   }
 
@@ -452,8 +480,10 @@ export class H2Connection {
       s.events?.reset(ErrorCode.CANCEL, message, true);
     }
     this.#wakeWriters();
+    this.#wakeSlotWaiters();
     this.#opts.onClose?.(error);
     this.#resolveClosed();
+    this.#resolveSettled();
   }
 
   readonly #onFrame = (f: Frame): void => {
@@ -615,6 +645,11 @@ export class H2Connection {
     }
     this.#lastPeerStreamId = streamId;
     if (this.#goawaySent) return; // Started after our GOAWAY: ignored, as §6.8 allows.
+    if (this.#streams.size >= (this.#opts.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS)) {
+      this.#writer.rstStream(streamId, ErrorCode.REFUSED_STREAM);
+      this.#scheduleFlush();
+      return;
+    }
     const created = new H2Stream(this, streamId, this.#peer.initialWindowSize, this.#localInitialWindow);
     this.#streams.set(streamId, created);
     validateHeaders(headers, streamId, true);
@@ -666,6 +701,7 @@ export class H2Connection {
           break;
         case SettingId.MAX_CONCURRENT_STREAMS:
           this.#peer.maxConcurrentStreams = value;
+          this.#wakeSlotWaiters();
           break;
         case SettingId.INITIAL_WINDOW_SIZE: {
           if (value > MAX_WINDOW) {
@@ -696,6 +732,7 @@ export class H2Connection {
     }
     this.#writer.settings([], true);
     this.#scheduleFlush();
+    this.#resolveSettled();
     for (const s of [...this.#blocked]) this.#pump(s);
   }
 

@@ -18,6 +18,7 @@ import { ErrorDetailSchema } from "../../gen/astra/common/v1/errors_pb.ts";
 import { AstraError, Code, Errno } from "../../lib/errors.ts";
 import { GrpcServer, GrpcTransport } from "../../lib/grpc.ts";
 import { client, methodPath } from "../../lib/rpc.ts";
+import { bindService, pendingMethods } from "../../lib/server.ts";
 import { echoService } from "./echo.ts";
 
 const LIMIT = 16 * 1024 * 1024;
@@ -314,5 +315,60 @@ describe("our client against a grpc-js server", () => {
     const err = await client(EchoService, dead).sleep({ delayMs: 1 }).catch((e) => e) as AstraError;
     expect(err.code).toBe(Code.UNAVAILABLE);
     dead.close();
+  });
+});
+
+describe("a server that admits two calls at a time (MAX_CONCURRENT_STREAMS)", () => {
+  let server: GrpcServer;
+  let address: string;
+  let running = 0;
+  let most = 0;
+
+  beforeAll(async () => {
+    server = new GrpcServer("limited", { maxConcurrentCalls: 2 });
+    server.add(bindService("limited", EchoService, {
+      ...pendingMethods(EchoService, "not used here"),
+      async sleep(req) {
+        most = Math.max(most, ++running);
+        await new Promise((r) => setTimeout(r, req.delayMs));
+        running--;
+        return { cancelledSeen: false };
+      },
+    }));
+    address = await server.listen("127.0.0.1:0");
+  });
+  afterAll(() => server.shutdown(200));
+
+  it("holds our client's calls beyond the limit until earlier ones end", async () => {
+    most = 0;
+    const transport = new GrpcTransport(address);
+    try {
+      const echo = client(EchoService, transport);
+      await Promise.all(Array.from({ length: 10 }, () => echo.sleep({ delayMs: 20 })));
+      expect(most).toBe(2);
+    } finally {
+      transport.close();
+    }
+  });
+
+  it("is respected by grpc-js too", async () => {
+    most = 0;
+    const js = new grpc.Client(address, grpc.credentials.createInsecure());
+    const sleep = method("Sleep");
+    try {
+      await Promise.all(Array.from({ length: 10 }, () =>
+        new Promise((resolve, reject) =>
+          js.makeUnaryRequest(
+            methodPath(sleep),
+            serialize(sleep.input),
+            deserialize(sleep.output),
+            { delayMs: 20 } as unknown as Message,
+            (err, reply) => err ? reject(err) : resolve(reply),
+          )
+        )));
+      expect(most).toBe(2);
+    } finally {
+      js.close();
+    }
   });
 });
