@@ -8,7 +8,7 @@
 import { create, type DescMessage, type DescMethod, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { AstraError, Code, Errno, toAstraError, unavailable } from "./errors.ts";
-import { cancelledError, deadlineError } from "./inproc.ts";
+import { cancelledError, deadlineError, tooLargeError } from "./inproc.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./config.ts";
 import {
   type CallContext,
@@ -49,14 +49,7 @@ const UNREAD_HIGH_WATER = 4 << 20;
 /** A message (or its init shape) as the bytes of one length-prefixed gRPC message. */
 function encodeMessage(desc: DescMessage, msg: unknown, limit: number, what: string): Uint8Array[] {
   const body = toBinary(desc, create(desc, msg as never));
-  if (body.length > limit) {
-    throw new AstraError(
-      Code.RESOURCE_EXHAUSTED,
-      Errno.E2BIG,
-      `${what} message of ${body.length} bytes exceeds the limit of ${limit} bytes`,
-      { argument: what },
-    );
-  }
+  if (body.length > limit) throw tooLargeError(what, body.length, limit);
   return [messagePrefix(body.length), body];
 }
 
@@ -381,8 +374,8 @@ class ServerCall implements StreamEvents {
     }
   }
 
+  /** Request trailers (the connection lets only those through): nothing gRPC uses but the end they mark. */
   headers(_headers: HeaderList, _endStream: boolean): void {
-    // Request trailers carry nothing gRPC uses; the end of the stream came with them.
     this.data(new Uint8Array(0), true);
   }
 

@@ -69,6 +69,8 @@ export class H2Stream {
   #unacked = 0;
   localEnded = false;
   remoteEnded = false;
+  /** Header blocks received: a request's or response's, then at most trailers. */
+  headerBlocks = 0;
   closed = false;
   /** Frames waiting for flow-control window, in order (trailers must follow the data before them). */
   readonly queue: ({ kind: "data"; bytes: Uint8Array; offset: number; end: boolean } | {
@@ -630,6 +632,11 @@ export class H2Connection {
       if (stream.remoteEnded) {
         throw new Http2Error(ErrorCode.STREAM_CLOSED, "HEADERS after the end", streamId);
       }
+      // A server's stream began with the request's headers: what follows can only be trailers.
+      if ((this.role === "server" || stream.headerBlocks > 0) && !endStream) {
+        throw new Http2Error(ErrorCode.PROTOCOL_ERROR, "trailers that do not end the stream", streamId);
+      }
+      stream.headerBlocks++;
       validateHeaders(headers, streamId, false);
       if (endStream) stream.remoteEnded = true;
       stream.events?.headers(headers, endStream);

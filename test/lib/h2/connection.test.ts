@@ -316,6 +316,22 @@ describe("HTTP/2 server against a misbehaving peer", () => {
     expect(peer.frames.some((f) => f.type === FrameType.GOAWAY)).toBe(false);
   });
 
+  it("resets a stream whose second header block does not end it", async () => {
+    const peer = await rawPeer();
+    const encoder = new HpackEncoder();
+    const first = encoder.encode(request("/twice")).slice();
+    const second = encoder.encode([["x-not", "trailers"]]).slice();
+    await peer.send((w) => {
+      hello(w);
+      w.frame(FrameType.HEADERS, Flags.END_HEADERS, 1, first);
+      w.frame(FrameType.HEADERS, Flags.END_HEADERS, 1, second);
+    });
+    const rst = await peer.until(() =>
+      peer.frames.find((f) => f.type === FrameType.RST_STREAM && f.streamId === 1)
+    );
+    expect(new DataView(rst.payload.buffer).getUint32(0)).toBe(ErrorCode.PROTOCOL_ERROR);
+  });
+
   it("closes on a connection that does not start with the preface", async () => {
     const peer = await rawPeer();
     await peer.send((w) => w.raw(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n")));
