@@ -55,6 +55,11 @@ const DEFAULT_STREAM_WINDOW = 8 << 20;
 const CONNECTION_WINDOW = 64 << 20;
 const DEFAULT_MAX_HEADER_LIST_SIZE = 64 * 1024;
 const DEFAULT_MAX_CONCURRENT_STREAMS = 4096;
+/**
+ * Streams a client may reset per second before the connection is closed: opening and cancelling
+ * streams at once costs it nothing and the server a handler each (the "rapid reset" attack).
+ */
+const MAX_RESETS_PER_SECOND = 1000;
 /** Output waiting for the socket beyond which writers are asked to wait. */
 const OUTPUT_HIGH_WATER = 4 << 20;
 
@@ -145,6 +150,8 @@ export class H2Connection {
   readonly #blocked = new Set<H2Stream>();
   readonly #drainWaiters: { stream: H2Stream; resolve: () => void }[] = [];
   readonly #pings = new Map<string, () => void>();
+  #resetWindowStart = 0;
+  #resetsInWindow = 0;
   /** Callers waiting for the peer's MAX_CONCURRENT_STREAMS to admit another stream. */
   readonly #slotWaiters: (() => void)[] = [];
   #peer: Settings = { ...DEFAULT_SETTINGS };
@@ -670,6 +677,16 @@ export class H2Connection {
     if (f.payload.length !== 4) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, "RST_STREAM is 4 bytes");
     if (this.#isIdle(f.streamId)) {
       throw new Http2Error(ErrorCode.PROTOCOL_ERROR, "RST_STREAM on an idle stream");
+    }
+    if (this.role === "server") {
+      const now = performance.now();
+      if (now - this.#resetWindowStart > 1000) {
+        this.#resetWindowStart = now;
+        this.#resetsInWindow = 0;
+      }
+      if (++this.#resetsInWindow > MAX_RESETS_PER_SECOND) {
+        throw new Http2Error(ErrorCode.ENHANCE_YOUR_CALM, "too many streams reset");
+      }
     }
     const stream = this.#streams.get(f.streamId);
     if (!stream) return;

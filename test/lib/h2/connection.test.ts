@@ -332,6 +332,19 @@ describe("HTTP/2 server against a misbehaving peer", () => {
     expect(new DataView(rst.payload.buffer).getUint32(0)).toBe(ErrorCode.PROTOCOL_ERROR);
   });
 
+  it("closes with ENHANCE_YOUR_CALM a connection that opens and resets streams in a flood", async () => {
+    const peer = await rawPeer();
+    const block = new HpackEncoder().encode(request("/flood")).slice();
+    await peer.send((w) => {
+      hello(w);
+      for (let id = 1; id < 2 * 1100; id += 2) {
+        w.frame(FrameType.HEADERS, Flags.END_HEADERS, id, block);
+        w.rstStream(id, ErrorCode.CANCEL);
+      }
+    });
+    expect(await peer.goaway()).toBe(ErrorCode.ENHANCE_YOUR_CALM);
+  });
+
   it("closes on a connection that does not start with the preface", async () => {
     const peer = await rawPeer();
     await peer.send((w) => w.raw(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n")));
