@@ -1,16 +1,20 @@
 // Round-trip cost of one small message: unary and on an open bidi stream, in-process and over
 // gRPC (loopback TCP and a Unix socket) in this process, and over a Unix socket to a server in
 // another process (as the services talk in process mode: the floor under a kernel call over gRPC).
-// The in-process unary call is the reference the others are compared against. Prints JSON; never
-// fails on time.
+// The in-process unary call is the reference the others are compared against; the same two
+// cross-process round trips through @grpc/grpc-js on Deno's node:http2 (client and server), which
+// the gRPC transport replaced, are measured too. Prints JSON; never fails on time.
 //
-//   deno run -A bench/transport.ts            (the server of the cross-process case is this file,
-//                                              run again with --serve-echo PATH)
+//   deno run -A bench/transport.ts            (the servers of the cross-process cases are this file,
+//                                              run again with --serve-echo PATH or --serve-grpc-js PATH)
+import * as grpc from "@grpc/grpc-js";
+import { create, type DescMessage, fromBinary, type Message, toBinary } from "@bufbuild/protobuf";
+import { Buffer } from "node:buffer";
 import { EchoService } from "../gen/astra/testing/v1/echo_pb.ts";
 import { Channel } from "../lib/channel.ts";
 import { GrpcServer, GrpcTransport } from "../lib/grpc.ts";
 import { InProcessRouter } from "../lib/inproc.ts";
-import { client, type Transport } from "../lib/rpc.ts";
+import { client, methodPath, type Transport } from "../lib/rpc.ts";
 import { echoService } from "../test/lib/echo.ts";
 
 const UNARY_CALLS = Number(Deno.env.get("BENCH_CALLS") ?? 3000);
@@ -41,19 +45,91 @@ async function streamMicros(transport: Transport): Promise<number> {
   return micros;
 }
 
+const ECHO = EchoService.method.echo;
+const CHAT = EchoService.method.chat;
+const serialize = (desc: DescMessage) => (m: Message) =>
+  Buffer.from(toBinary(desc, create(desc, m as never)));
+const deserialize = (desc: DescMessage) => (b: Buffer) => fromBinary(desc, b);
+const grpcJsMethod = (m: typeof ECHO | typeof CHAT) => ({
+  path: methodPath(m),
+  requestStream: m === CHAT,
+  responseStream: m === CHAT,
+  requestSerialize: serialize(m.input),
+  requestDeserialize: deserialize(m.input),
+  responseSerialize: serialize(m.output),
+  responseDeserialize: deserialize(m.output),
+});
+
+/** The reference: Echo and Chat served by grpc-js. */
+async function serveGrpcJs(path: string): Promise<void> {
+  const server = new grpc.Server();
+  server.addService({ Echo: grpcJsMethod(ECHO), Chat: grpcJsMethod(CHAT) }, {
+    Echo: (call: grpc.ServerUnaryCall<{ payload: Uint8Array }, unknown>, cb: grpc.sendUnaryData<unknown>) =>
+      cb(null, { payload: call.request.payload, servedBy: "grpc-js" }),
+    Chat: (call: grpc.ServerDuplexStream<{ text: string }, unknown>) => {
+      call.on("data", (m) => call.write({ text: m.text }));
+      call.on("end", () => call.end());
+    },
+  } as grpc.UntypedServiceImplementation);
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(
+      `unix:${path}`,
+      grpc.ServerCredentials.createInsecure(),
+      (e) => e ? reject(e) : resolve(),
+    )
+  );
+}
+
+async function grpcJsUnaryMicros(js: grpc.Client): Promise<number> {
+  const call = () =>
+    new Promise((resolve, reject) =>
+      js.makeUnaryRequest(
+        methodPath(ECHO),
+        serialize(ECHO.input),
+        deserialize(ECHO.output),
+        { payload } as unknown as Message,
+        (e, r) => e ? reject(e) : resolve(r),
+      )
+    );
+  for (let i = 0; i < 200; i++) await call();
+  const t0 = performance.now();
+  for (let i = 0; i < UNARY_CALLS; i++) await call();
+  return ((performance.now() - t0) * 1000) / UNARY_CALLS;
+}
+
+async function grpcJsStreamMicros(js: grpc.Client): Promise<number> {
+  const call = js.makeBidiStreamRequest(methodPath(CHAT), serialize(CHAT.input), deserialize(CHAT.output));
+  let wake: (() => void) | undefined;
+  call.on("data", () => wake?.());
+  const roundTrip = () =>
+    new Promise<void>((resolve) => {
+      wake = resolve;
+      call.write({ text: "ping" } as unknown as Message);
+    });
+  for (let i = 0; i < 200; i++) await roundTrip();
+  const t0 = performance.now();
+  for (let i = 0; i < UNARY_CALLS; i++) await roundTrip();
+  const micros = ((performance.now() - t0) * 1000) / UNARY_CALLS;
+  call.end();
+  return micros;
+}
+
 if (Deno.args[0] === "--serve-echo") {
   const server = new GrpcServer("echo");
   server.add(echoService("echo"));
   await server.listen(`unix:${Deno.args[1]}`);
   console.log("serving");
+} else if (Deno.args[0] === "--serve-grpc-js") {
+  await serveGrpcJs(Deno.args[1]);
+  console.log("serving");
 } else {
   await main();
 }
 
-/** The echo server in a child process, serving on a Unix socket; resolves once it answers. */
-async function echoProcess(path: string): Promise<Deno.ChildProcess> {
+/** An echo server in a child process, serving on a Unix socket; resolves once it answers. */
+async function echoProcess(path: string, flag = "--serve-echo"): Promise<Deno.ChildProcess> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(import.meta.url).pathname, "--serve-echo", path],
+    args: ["run", "-A", new URL(import.meta.url).pathname, flag, path],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
@@ -77,6 +153,9 @@ async function main(): Promise<void> {
   const remoteSocket = `${await Deno.makeTempDir()}/echo.sock`;
   const remoteServer = await echoProcess(remoteSocket);
   const remote = new GrpcTransport(`unix:${remoteSocket}`);
+  const grpcJsSocket = `${await Deno.makeTempDir()}/grpc-js.sock`;
+  const grpcJsServer = await echoProcess(grpcJsSocket, "--serve-grpc-js");
+  const grpcJs = new grpc.Client(`unix:${grpcJsSocket}`, grpc.credentials.createInsecure());
 
   const results = {
     inProcessUnaryMicros: await unaryMicros(router.transport()),
@@ -87,6 +166,8 @@ async function main(): Promise<void> {
     grpcUnixStreamMicros: await streamMicros(unix),
     grpcUnixOtherProcessUnaryMicros: await unaryMicros(remote),
     grpcUnixOtherProcessStreamMicros: await streamMicros(remote),
+    grpcJsUnixOtherProcessUnaryMicros: await grpcJsUnaryMicros(grpcJs),
+    grpcJsUnixOtherProcessStreamMicros: await grpcJsStreamMicros(grpcJs),
   };
   const ref = results.inProcessUnaryMicros;
   console.log(JSON.stringify(
@@ -98,14 +179,25 @@ async function main(): Promise<void> {
       ratioVsInProcessUnary: Object.fromEntries(
         Object.entries(results).map(([k, v]) => [k.replace(/Micros$/, ""), Number((v / ref).toFixed(2))]),
       ),
+      speedupOverGrpcJs: {
+        otherProcessUnary: Number(
+          (results.grpcJsUnixOtherProcessUnaryMicros / results.grpcUnixOtherProcessUnaryMicros).toFixed(2),
+        ),
+        otherProcessStream: Number(
+          (results.grpcJsUnixOtherProcessStreamMicros / results.grpcUnixOtherProcessStreamMicros).toFixed(2),
+        ),
+      },
     },
     null,
     2,
   ));
   tcp.close();
   unix.close();
-  remoteServer.kill("SIGKILL");
-  await remoteServer.status;
+  grpcJs.close();
+  for (const child of [remoteServer, grpcJsServer]) {
+    child.kill("SIGKILL");
+    await child.status;
+  }
   await tcpServer.shutdown(100);
   await unixServer.shutdown(100);
   Deno.exit(0);
