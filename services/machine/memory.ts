@@ -145,6 +145,25 @@ export class PhysicalMemory {
     return out;
   }
 
+  /**
+   * The RAM behind [address, address+length) as views, one per chunk it spans, in order: a device
+   * transfers into them in place (DMA without a bounce buffer), then reports the bytes it changed
+   * with `written`, as write() reports its own. Used at once: a view is not kept.
+   */
+  dmaViews(address: number, length: number): Uint8Array[] {
+    this.check(address, length);
+    const views: Uint8Array[] = [];
+    this.eachPiece(address, length, (index, offset, size) => {
+      views.push(this.chunk(index).subarray(offset, offset + size));
+    });
+    return views;
+  }
+
+  /** Reports a change made through dmaViews to the write observers. */
+  written(address: number, length: number): void {
+    this.notify(address, length);
+  }
+
   write(address: number, data: Uint8Array): void {
     this.check(address, data.length);
     this.eachPiece(address, data.length, (index, offset, size, done) => {

@@ -15,6 +15,8 @@ interface Chunk {
   /** 1 for a page in use. */
   used: Uint8Array;
   free: number;
+  /** Every page below this one is in use: searches start here. */
+  firstFree: number;
 }
 
 export interface DmaPoolStatistics {
@@ -106,6 +108,7 @@ export class DmaPool {
         this.#inUse -= PAGE_BYTES;
       }
     }
+    if (first < chunk.firstFree) chunk.firstFree = first;
   }
 
   freeAll(regions: readonly DmaRegion[]): void {
@@ -133,7 +136,7 @@ export class DmaPool {
   #take(pages: number, alignPages: number): DmaRegion | null {
     for (const chunk of this.#chunks) {
       if (chunk.free < pages) continue;
-      let start = 0;
+      let start = Math.ceil(chunk.firstFree / alignPages) * alignPages;
       while (start + pages <= chunk.pages) {
         let clash = -1;
         for (let i = start + pages - 1; i >= start; i--) {
@@ -146,6 +149,7 @@ export class DmaPool {
           chunk.used.fill(1, start, start + pages);
           chunk.free -= pages;
           this.#inUse += pages * PAGE_BYTES;
+          this.#skipUsed(chunk);
           return { address: chunk.base + start * PAGE_BYTES, bytes: pages * PAGE_BYTES };
         }
         start = Math.ceil((clash + 1) / alignPages) * alignPages;
@@ -158,7 +162,7 @@ export class DmaPool {
     const runs: DmaRegion[] = [];
     let needed = pages;
     for (const chunk of this.#chunks) {
-      let i = 0;
+      let i = chunk.firstFree;
       while (needed > 0 && i < chunk.pages) {
         if (chunk.used[i]) {
           i++;
@@ -173,16 +177,27 @@ export class DmaPool {
         runs.push({ address: chunk.base + i * PAGE_BYTES, bytes: (end - i) * PAGE_BYTES });
         i = end;
       }
+      this.#skipUsed(chunk);
       if (needed === 0) break;
     }
     return runs;
+  }
+
+  #skipUsed(chunk: Chunk): void {
+    while (chunk.firstFree < chunk.pages && chunk.used[chunk.firstFree]) chunk.firstFree++;
   }
 
   #grow(): Promise<void> {
     this.#growing ??= this.hw.allocDma(this.chunkBytes, CHUNK_ALIGNMENT, this.owner).then(
       (region) => {
         const pages = region.bytes / PAGE_BYTES;
-        this.#chunks.push({ base: region.address, pages, used: new Uint8Array(pages), free: pages });
+        this.#chunks.push({
+          base: region.address,
+          pages,
+          used: new Uint8Array(pages),
+          free: pages,
+          firstFree: 0,
+        });
       },
     ).finally(() => {
       this.#growing = null;

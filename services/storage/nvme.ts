@@ -5,11 +5,13 @@
 // head doorbell. Data moves through PRP1/PRP2 and PRP lists over page runs of the driver's DMA
 // pool. I/O is spread over several queue pairs (one per CPU by default), each batching whatever
 // is waiting into one ring write and one doorbell, and reaping every completion an interrupt finds
-// in one read. Errors: a status without Do Not Retry is retried (up to 3 times); a command that
-// outlives its timeout is first looked for in its completion queue (a lost interrupt), then
-// aborted, and if that does not help the controller is reset; a fatal controller status resets it
-// too. A reset recreates the queues and resubmits the commands that were in flight. Namespaces
-// that come and go are reported through Asynchronous Event Requests and rescanned.
+// in one read; interrupt coalescing can be asked of the controller. Errors: a status without Do
+// Not Retry is retried (up to 3 times); a command that outlives its timeout is first looked for
+// in its completion queue (a lost interrupt), then aborted, and if that does not help the
+// controller is reset; a fatal controller status resets it too. A reset recreates the queues and
+// resubmits the commands that were in flight. Namespaces that come and go are reported through
+// Asynchronous Event Requests and rescanned.
+import { setImmediate } from "node:timers";
 import { AstraError, Code, Errno, invalidArgument, notFound, outOfRange } from "../../lib/errors.ts";
 import { logger } from "../../lib/log.ts";
 import type { IoEvents } from "./block.ts";
@@ -72,6 +74,7 @@ const CNS_NAMESPACE = 0x00;
 const CNS_CONTROLLER = 0x01;
 const CNS_ACTIVE_NAMESPACES = 0x02;
 const FEATURE_NUMBER_OF_QUEUES = 0x07;
+const FEATURE_INTERRUPT_COALESCING = 0x08;
 const FEATURE_ASYNC_EVENT_CONFIG = 0x0b;
 const AEC_NAMESPACE_ATTRIBUTE_NOTICES = 1 << 8;
 const LOG_ERROR_INFORMATION = 0x01;
@@ -152,6 +155,13 @@ export interface NvmeDriverOptions {
   adminTimeoutMs?: number;
   /** Retries of a command that failed without Do Not Retry (default 3). */
   maxRetries?: number;
+  /**
+   * Interrupt Coalescing (Set Features 08h) for the I/O queues: an interrupt once `threshold`
+   * completions (1..256) have gathered on a vector, or `timeMicros` (0..25500, in steps of 100)
+   * after the first of them. Off by default: it trades latency at low queue depth, up to the
+   * aggregation time, for fewer interrupts.
+   */
+  interruptCoalescing?: { threshold: number; timeMicros: number };
 }
 
 export interface NvmeCompletion {
@@ -237,11 +247,21 @@ export type RawCommand =
   | { entry: Uint8Array }
   | { opcode: number; namespaceId: number; commandDwords: number[] };
 
+/**
+ * A submission entry as its 16 dwords: a plain array is far cheaper to make than a typed one, and
+ * it is written into the ring with the command id when the command goes in.
+ */
+type Sqe = number[];
+
 interface Command {
-  sqe: Uint8Array;
+  sqe: Sqe;
   cid: number;
   queueId: number;
   timeoutMs: number;
+  /**
+   * Set when the command goes into the ring; one still waiting for room gets it when the watchdog
+   * first sees it (0 until then), which spares a clock read per command.
+   */
   deadline: number;
   submittedAt: number;
   /** An Abort was sent for it after it timed out. */
@@ -268,6 +288,12 @@ interface QueuePair {
   vector: number;
   sq: DmaRegion;
   cq: DmaRegion;
+  /**
+   * The driver's copy of the submission ring, which batches are written from: they go one at a
+   * time, so a slot is only rewritten after the batch that carried it has been made.
+   */
+  ring: Uint8Array;
+  ringView: DataView;
   sqTail: number;
   sqHead: number;
   cqHead: number;
@@ -341,32 +367,43 @@ export function statusError(
   }
 }
 
+/** PRP1 and PRP2 into an entry (dwords 6..9). */
+function setPrps(sqe: Sqe, prp1: number, prp2: number): void {
+  sqe[6] = prp1 % 0x1_0000_0000;
+  sqe[7] = Math.floor(prp1 / 0x1_0000_0000);
+  sqe[8] = prp2 % 0x1_0000_0000;
+  sqe[9] = Math.floor(prp2 / 0x1_0000_0000);
+}
+
 function buildSqe(
   opcode: number,
   nsid: number,
   prp1: number,
   prp2: number,
   dwords: readonly number[],
-): Uint8Array {
-  const sqe = new Uint8Array(SQE_BYTES);
-  const v = new DataView(sqe.buffer);
-  v.setUint32(0, opcode, true);
-  v.setUint32(4, nsid >>> 0, true);
-  v.setUint32(24, prp1 % 0x1_0000_0000, true);
-  v.setUint32(28, Math.floor(prp1 / 0x1_0000_0000), true);
-  v.setUint32(32, prp2 % 0x1_0000_0000, true);
-  v.setUint32(36, Math.floor(prp2 / 0x1_0000_0000), true);
-  for (let i = 0; i < dwords.length && i < 6; i++) v.setUint32(40 + i * 4, dwords[i] >>> 0, true);
+): Sqe {
+  const sqe: Sqe = [opcode & 0xff, nsid >>> 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+  setPrps(sqe, prp1, prp2);
+  for (let i = 0; i < dwords.length && i < 6; i++) sqe[10 + i] = dwords[i] >>> 0;
   return sqe;
 }
 
-function parseCompletion(bytes: Uint8Array, offset: number): NvmeCompletion {
-  const v = new DataView(bytes.buffer, bytes.byteOffset + offset, CQE_BYTES);
-  const dw2 = v.getUint32(8, true);
-  const dw3 = v.getUint32(12, true);
+/** A raw 64-byte entry as dwords. */
+function sqeOf(entry: Uint8Array): Sqe {
+  const v = new DataView(entry.buffer, entry.byteOffset, SQE_BYTES);
+  return Array.from({ length: SQE_BYTES / 4 }, (_, i) => v.getUint32(i * 4, true));
+}
+
+/**
+ * The completion entry at `offset` of a read of the completion queue (`view` over `bytes`). The
+ * read is the driver's own, so the entry's bytes can stay a view of it.
+ */
+function parseCompletion(bytes: Uint8Array, view: DataView, offset: number): NvmeCompletion {
+  const dw2 = view.getUint32(offset + 8, true);
+  const dw3 = view.getUint32(offset + 12, true);
   const status = (dw3 >>> 17) & 0x7ff;
   return {
-    result: v.getUint32(0, true),
+    result: view.getUint32(offset, true),
     status,
     statusCodeType: status >>> 8,
     statusCode: status & 0xff,
@@ -374,8 +411,27 @@ function parseCompletion(bytes: Uint8Array, offset: number): NvmeCompletion {
     sqHead: dw2 & 0xffff,
     sqId: dw2 >>> 16,
     cid: dw3 & 0xffff,
-    entry: bytes.slice(offset, offset + CQE_BYTES),
+    entry: bytes.subarray(offset, offset + CQE_BYTES),
   };
+}
+
+/** Set Features 08h's dword 11: the aggregation threshold (0's based) and time (100 µs units). */
+function coalescingValue(asked: NvmeDriverOptions["interruptCoalescing"]): number {
+  if (!asked) return 0;
+  const { threshold, timeMicros } = asked;
+  if (!Number.isInteger(threshold) || threshold < 1 || threshold > 256) {
+    throw invalidArgument(
+      "interruptCoalescing.threshold",
+      `interrupt coalescing gathers 1..256 completions, not ${threshold}`,
+    );
+  }
+  if (!Number.isFinite(timeMicros) || timeMicros < 0 || timeMicros > 25_500) {
+    throw invalidArgument(
+      "interruptCoalescing.timeMicros",
+      `interrupt coalescing waits 0..25500 µs, not ${timeMicros}`,
+    );
+  }
+  return (threshold - 1) | (Math.ceil(timeMicros / 100) << 8);
 }
 
 /** Completions consumed between head doorbell writes. */
@@ -443,7 +499,9 @@ export class NvmeDriver {
   readonly #hw: Hardware;
   readonly #info: ControllerInfo;
   readonly #pool: DmaPool;
-  readonly #options: Required<NvmeDriverOptions>;
+  readonly #options: Required<Omit<NvmeDriverOptions, "interruptCoalescing">>;
+  /** Set Features 08h's dword 11 for the options' coalescing; 0: none asked for. */
+  readonly #coalescing: number;
   #state: State = "new";
   #doorbellStride = 4;
   #maxEntries = 2;
@@ -489,6 +547,7 @@ export class NvmeDriver {
       adminTimeoutMs: options.adminTimeoutMs ?? DEFAULT_ADMIN_TIMEOUT_MS,
       maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
     };
+    this.#coalescing = coalescingValue(options.interruptCoalescing);
   }
 
   get version(): number {
@@ -598,6 +657,7 @@ export class NvmeDriver {
       Math.min(this.#options.queueEntries || MAX_IO_QUEUE_ENTRIES, this.#maxEntries, MAX_IO_QUEUE_ENTRIES),
     );
     this.#queuesAllocated = await this.#setQueueCount(Math.max(wanted, QUEUES_REQUESTED));
+    await this.#setCoalescing();
     const count = Math.min(wanted, this.#queuesAllocated);
     for (let qid = 1; qid <= count; qid++) {
       await this.#createIoQueue(qid, this.#queueEntries, this.#vectorFor(qid));
@@ -832,19 +892,13 @@ export class NvmeDriver {
     if (!q) throw notFound("queue_id", `${this.name} has no queue ${queueId}`);
     const bytes = Math.max(transferBytes, payload.length);
     const buffer = bytes > 0 ? await this.#buffer(bytes, payload.length > 0 ? payload : null) : null;
-    let sqe: Uint8Array;
+    let sqe: Sqe;
     if ("entry" in command) {
       if (command.entry.length !== SQE_BYTES) {
         throw invalidArgument("command", `a submission entry is 64 bytes, not ${command.entry.length}`);
       }
-      sqe = command.entry.slice();
-      if (buffer) {
-        const v = new DataView(sqe.buffer);
-        v.setUint32(24, buffer.prp1 % 0x1_0000_0000, true);
-        v.setUint32(28, Math.floor(buffer.prp1 / 0x1_0000_0000), true);
-        v.setUint32(32, buffer.prp2 % 0x1_0000_0000, true);
-        v.setUint32(36, Math.floor(buffer.prp2 / 0x1_0000_0000), true);
-      }
+      sqe = sqeOf(command.entry);
+      if (buffer) setPrps(sqe, buffer.prp1, buffer.prp2);
     } else {
       sqe = buildSqe(
         command.opcode & 0xff,
@@ -1161,12 +1215,15 @@ export class NvmeDriver {
       this.#hw.fillPhysical(sq.address, sq.bytes, 0),
       this.#hw.fillPhysical(cq.address, cq.bytes, 0),
     ]);
+    const ring = new Uint8Array(entries * SQE_BYTES);
     const q: QueuePair = {
       id,
       entries,
       vector,
       sq,
       cq,
+      ring,
+      ringView: new DataView(ring.buffer),
       sqTail: 0,
       sqHead: 0,
       cqHead: 0,
@@ -1232,6 +1289,21 @@ export class NvmeDriver {
     return Math.min(sqs, cqs);
   }
 
+  /**
+   * Interrupt Coalescing as the options ask, on a controller fresh from a reset (which turns it
+   * off). A controller that refuses it still works, with an interrupt per burst of completions.
+   */
+  async #setCoalescing(): Promise<void> {
+    if (this.#coalescing === 0) return;
+    const done = await this.#admin(ADMIN_SET_FEATURES, 0, [FEATURE_INTERRUPT_COALESCING, this.#coalescing]);
+    if (done.completion.status !== SC_SUCCESS) {
+      log.warn("NVMe interrupt coalescing refused", {
+        name: this.name,
+        status: nvmeStatusName(done.completion.status),
+      });
+    }
+  }
+
   /** The queue a command goes to: the one asked for, else the least busy. */
   #ioQueue(queueId: number): QueuePair {
     if (queueId !== 0) {
@@ -1275,7 +1347,7 @@ export class NvmeDriver {
   /** Queues a command on `q` and resolves with its completion (whatever its status). */
   #execute(
     q: QueuePair,
-    sqe: Uint8Array,
+    sqe: Sqe,
     options: {
       writes?: PhysicalWrite[];
       readBack?: PhysicalSegment[] | null;
@@ -1293,7 +1365,7 @@ export class NvmeDriver {
         cid: -1,
         queueId: q.id,
         timeoutMs,
-        deadline: performance.now() + timeoutMs,
+        deadline: 0,
         submittedAt: 0,
         aborting: false,
         abandoned: false,
@@ -1312,13 +1384,19 @@ export class NvmeDriver {
   #enqueue(q: QueuePair, cmd: Command): void {
     cmd.queueId = q.id;
     q.pending.push(cmd);
-    if (q.inflight.size === 0 || q.id === 0) this.#pump(q);
+    if (q.id === 0) this.#pump(q);
     else if (!q.deferred) {
+      // Whatever else is submitted meanwhile goes in the same batch: on an idle queue, what the
+      // callers woken with this one submit in their same round of microtasks (a completion wakes
+      // many at once); on a busy one, everything until the end of this turn of the event loop
+      // (a timer would wait a millisecond or more when nothing else is runnable).
       q.deferred = true;
-      setTimeout(() => {
+      const pump = () => {
         q.deferred = false;
         this.#pump(q);
-      }, 0);
+      };
+      if (q.inflight.size === 0) queueMicrotask(pump);
+      else setImmediate(pump);
     }
   }
 
@@ -1351,36 +1429,35 @@ export class NvmeDriver {
       const batch = q.pending.splice(0, n);
       const first = q.sqTail;
       const now = performance.now();
-      const ring = new Uint8Array(n * SQE_BYTES);
       const data: PhysicalWrite[] = [];
       for (let i = 0; i < n; i++) {
         const cmd = batch[i];
         const cid = q.freeCids.pop()!;
         cmd.cid = cid;
         cmd.queueId = q.id;
-        cmd.sqe[2] = cid & 0xff;
-        cmd.sqe[3] = cid >>> 8;
         cmd.submittedAt = now;
         cmd.deadline = now + cmd.timeoutMs;
         cmd.aborting = false;
         q.inflight.set(cid, cmd);
-        ring.set(cmd.sqe, i * SQE_BYTES);
+        const at = ((first + i) % q.entries) * SQE_BYTES;
+        q.ringView.setUint32(at, ((cmd.sqe[0] & 0xffff) | (cid << 16)) >>> 0, true);
+        for (let d = 1; d < SQE_BYTES / 4; d++) q.ringView.setUint32(at + d * 4, cmd.sqe[d], true);
         for (const w of cmd.writes) data.push(w);
         cmd.onSubmit?.(cid);
       }
       const firstSpan = Math.min(n, q.entries - first);
       q.sqTail = (first + n) % q.entries;
-      const accesses = writeAccesses(data);
+      const accesses = data.length > 0 ? writeAccesses(data) : [];
       accesses.push({
         op: "write-physical",
         address: q.sq.address + first * SQE_BYTES,
-        data: ring.subarray(0, firstSpan * SQE_BYTES),
+        data: q.ring.subarray(first * SQE_BYTES, (first + firstSpan) * SQE_BYTES),
       });
       if (firstSpan < n) {
         accesses.push({
           op: "write-physical",
           address: q.sq.address,
-          data: ring.subarray(firstSpan * SQE_BYTES),
+          data: q.ring.subarray(0, (n - firstSpan) * SQE_BYTES),
         });
       }
       accesses.push({ op: "write32", address: this.#sqDoorbell(q.id), value: q.sqTail });
@@ -1418,7 +1495,7 @@ export class NvmeDriver {
       let i = 0;
       for (; i < n; i++) {
         if (((view.getUint32(i * CQE_BYTES + 12, true) >>> 16) & 1) !== q.cqPhase) break;
-        const completion = parseCompletion(bytes, i * CQE_BYTES);
+        const completion = parseCompletion(bytes, view, i * CQE_BYTES);
         q.cqHead++;
         if (q.cqHead === q.entries) {
           q.cqHead = 0;
@@ -1440,11 +1517,13 @@ export class NvmeDriver {
     if (consumed === 0) return;
     this.#stats.completions += consumed;
     q.unacknowledged += consumed;
-    // The head doorbell only tells the controller that completion entries are free again; with
-    // the queue's capacity kept below its size it is written every quarter of the ring, after the
-    // finished commands' data is read, in the same batch.
+    // The head doorbell tells the controller that completion entries are free again; with the
+    // queue's capacity kept below its size it is written every quarter of the ring, after the
+    // finished commands' data is read, in the same batch. Under interrupt coalescing it also
+    // tells the controller that the host has caught up (so what it held back needs no interrupt
+    // of its own): then it is written every time.
     let doorbell: DeviceAccess | null = null;
-    if (q.unacknowledged >= ackInterval(q.entries) || q.id === 0) {
+    if (q.unacknowledged >= ackInterval(q.entries) || q.id === 0 || this.#coalescing !== 0) {
       q.unacknowledged = 0;
       doorbell = { op: "write32", address: this.#cqDoorbell(q.id), value: q.cqHead };
     }
@@ -1722,6 +1801,7 @@ export class NvmeDriver {
       admin.live = true;
       for (const cmd of adminWaiting) this.#enqueue(admin, cmd);
       this.#queuesAllocated = await this.#setQueueCount(Math.max(...this.ioQueueIds, QUEUES_REQUESTED));
+      await this.#setCoalescing();
       for (const q of this.#queues.values()) if (q.id !== 0) await this.#createOnController(q);
       this.#state = "live";
       for (const q of this.#queues.values()) q.live = true;
@@ -1784,6 +1864,7 @@ export class NvmeDriver {
       for (const q of this.#queues.values()) {
         // Commands that never reached the controller (its queue stayed full) time out as they are.
         q.pending = q.pending.filter((cmd) => {
+          if (cmd.deadline === 0) cmd.deadline = now + cmd.timeoutMs;
           if (cmd.deadline > now) return true;
           this.#stats.timeouts++;
           cmd.reject(
@@ -1813,7 +1894,9 @@ export class NvmeDriver {
         if (q.id === 0) {
           this.#stats.timeouts++;
           cmd.abandoned = true;
-          cmd.reject(timeoutError(`${this.name}: admin command ${cmd.sqe[0]}`, { controller: this.name }));
+          cmd.reject(
+            timeoutError(`${this.name}: admin command ${cmd.sqe[0] & 0xff}`, { controller: this.name }),
+          );
           continue;
         }
         if (cmd.aborting) {

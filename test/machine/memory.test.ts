@@ -51,6 +51,21 @@ describe("physical memory", () => {
     expect([...mem.read(2 * MIB + 9, 5)]).toEqual([0, 1, 2, 3, 0]);
   });
 
+  it("lends the RAM of a range for a device to transfer into in place, and reports the change", () => {
+    const mem = new PhysicalMemory(map);
+    const changed: [number, number][] = [];
+    mem.observeWrites((address, length) => changed.push([address, length]));
+    const start = 2 * MIB + CHUNK_SIZE - 100; // across a chunk boundary
+    const views = mem.dmaViews(start, 300);
+    expect(views.map((v) => v.length)).toEqual([100, 200]);
+    views[0].fill(7);
+    views[1].fill(9);
+    mem.written(start, 300);
+    expect(changed).toEqual([[start, 300]]);
+    expect([...mem.read(start + 98, 4)]).toEqual([7, 7, 9, 9]);
+    expect(fault(() => mem.dmaViews(4 * MIB + 100, 8)).errno).toBe(Errno.EFAULT);
+  });
+
   it("faults on holes, bad RAM and device ranges with EFAULT", () => {
     const mem = new PhysicalMemory(map);
     const hole = fault(() => mem.read(40 * MIB, 4)); // beyond node 0's 32 MiB

@@ -88,7 +88,8 @@ export class DiskMediaError extends AstraError {
 /** The medium under the cache: byte-addressed, synchronous transfers, asynchronous sync. */
 interface Medium {
   readonly sizeBytes: number;
-  read(offset: number, length: number): Uint8Array;
+  /** Fills `targets` in order from `offset` on (a scatter list). */
+  readInto(offset: number, targets: readonly Uint8Array[]): void;
   write(offset: number, data: Uint8Array): void;
   sync(): Promise<void>;
   close(): void;
@@ -106,22 +107,24 @@ class FileMedium implements Medium {
     private readonly path: string,
   ) {}
 
-  read(offset: number, length: number): Uint8Array {
-    const out = new Uint8Array(length);
+  readInto(offset: number, targets: readonly Uint8Array[]): void {
     this.file.seekSync(offset, Deno.SeekMode.Start);
-    let done = 0;
-    while (done < length) {
-      const n = this.file.readSync(out.subarray(done));
-      if (n === null || n === 0) {
-        throw new AstraError(
-          Code.DATA_LOSS,
-          Errno.EIO,
-          `${this.path}: image ends early at byte ${offset + done}`,
-        );
+    let at = offset;
+    for (const target of targets) {
+      let done = 0;
+      while (done < target.length) {
+        const n = this.file.readSync(done === 0 ? target : target.subarray(done));
+        if (n === null || n === 0) {
+          throw new AstraError(
+            Code.DATA_LOSS,
+            Errno.EIO,
+            `${this.path}: image ends early at byte ${at + done}`,
+          );
+        }
+        done += n;
       }
-      done += n;
+      at += done;
     }
-    return out;
   }
 
   write(offset: number, data: Uint8Array): void {
@@ -145,19 +148,21 @@ class MemoryMedium implements Medium {
 
   constructor(readonly sizeBytes: number) {}
 
-  read(offset: number, length: number): Uint8Array {
-    const out = new Uint8Array(length);
-    let done = 0;
-    while (done < length) {
-      const at = offset + done;
-      const index = Math.floor(at / MEMORY_CHUNK);
-      const within = at - index * MEMORY_CHUNK;
-      const n = Math.min(MEMORY_CHUNK - within, length - done);
-      const chunk = this.chunks.get(index);
-      if (chunk) out.set(chunk.subarray(within, within + n), done);
-      done += n;
+  readInto(offset: number, targets: readonly Uint8Array[]): void {
+    let at = offset;
+    for (const target of targets) {
+      let done = 0;
+      while (done < target.length) {
+        const index = Math.floor(at / MEMORY_CHUNK);
+        const within = at - index * MEMORY_CHUNK;
+        const n = Math.min(MEMORY_CHUNK - within, target.length - done);
+        const chunk = this.chunks.get(index);
+        if (chunk) target.set(chunk.subarray(within, within + n), done);
+        else target.fill(0, done, done + n);
+        done += n;
+        at += n;
+      }
     }
-    return out;
   }
 
   write(offset: number, data: Uint8Array): void {
@@ -195,6 +200,23 @@ interface CachedWrite {
 interface CachedSector {
   seq: number;
   data: Uint8Array;
+}
+
+/** Copies `data` to byte `offset` of the concatenation of `targets`. */
+function copyInto(targets: readonly Uint8Array[], offset: number, data: Uint8Array): void {
+  let skip = offset;
+  let done = 0;
+  for (const target of targets) {
+    if (skip >= target.length) {
+      skip -= target.length;
+      continue;
+    }
+    const n = Math.min(target.length - skip, data.length - done);
+    target.set(n === data.length ? data : data.subarray(done, done + n), skip);
+    done += n;
+    skip = 0;
+    if (done === data.length) return;
+  }
 }
 
 /** mulberry32: a small, well-mixed PRNG, so a power cut can be replayed from its seed. */
@@ -364,25 +386,48 @@ export class DiskImage {
     try {
       this.#checkUsable();
       this.#checkRange(lba, count);
-      const fault = this.#matchFault(lba, count);
-      if (fault?.kind === "command-timeout") return this.#stall();
-      if (fault?.kind === "media-error") {
-        this.#stats.errors++;
-        throw new DiskMediaError("read", Math.max(lba, fault.lbaFirst));
-      }
-      const out = this.#medium.read(lba * this.lbaSize, count * this.lbaSize);
-      if (this.#cachedSectors.size > 0) {
-        for (let i = 0; i < count; i++) {
-          const cached = this.#cachedSectors.get(lba + i);
-          if (cached) out.set(cached.data, i * this.lbaSize);
-        }
-      }
-      this.#stats.reads++;
-      this.#stats.sectorsRead += count;
+      if (!this.#admit("read", lba, count)) return this.#stall();
+      const out = new Uint8Array(count * this.lbaSize);
+      this.#readIn(lba, count, [out]);
       return Promise.resolve(out);
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  /**
+   * read() into buffers the caller has: `targets`, filled in order, hold exactly the blocks (a
+   * scatter list), so a controller can move them straight into guest memory. The transfer is made
+   * before this returns, or not at all (a failed or stalled command leaves the targets alone).
+   */
+  readInto(lba: number, count: number, targets: readonly Uint8Array[]): Promise<void> {
+    try {
+      this.#checkUsable();
+      this.#checkRange(lba, count);
+      let bytes = 0;
+      for (const t of targets) bytes += t.length;
+      if (bytes !== count * this.lbaSize) {
+        throw invalidArgument("targets", `${count} blocks are ${count * this.lbaSize} bytes, not ${bytes}`);
+      }
+      if (!this.#admit("read", lba, count)) return this.#stall();
+      this.#readIn(lba, count, targets);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** The medium's blocks with the cache's newer copies over them. */
+  #readIn(lba: number, count: number, targets: readonly Uint8Array[]): void {
+    this.#medium.readInto(lba * this.lbaSize, targets);
+    if (this.#cachedSectors.size > 0) {
+      for (let i = 0; i < count; i++) {
+        const cached = this.#cachedSectors.get(lba + i);
+        if (cached) copyInto(targets, i * this.lbaSize, cached.data);
+      }
+    }
+    this.#stats.reads++;
+    this.#stats.sectorsRead += count;
   }
 
   /**
@@ -398,12 +443,7 @@ export class DiskImage {
       }
       const count = data.length / this.lbaSize;
       this.#checkRange(lba, count);
-      const fault = this.#matchFault(lba, count);
-      if (fault?.kind === "command-timeout") return this.#stall();
-      if (fault?.kind === "media-error") {
-        this.#stats.errors++;
-        throw new DiskMediaError("write", Math.max(lba, fault.lbaFirst));
-      }
+      if (!this.#admit("write", lba, count)) return this.#stall();
       const write: CachedWrite = { seq: this.#nextSeq++, lba, data: data.slice() };
       this.#log.push(write);
       this.#cachedBytes += data.length;
@@ -565,6 +605,20 @@ export class DiskImage {
         Errno.ENXIO,
       );
     }
+  }
+
+  /**
+   * Whether a command on the range goes ahead: false if a command-timeout fault holds it (it is
+   * to stall); a media-error fault fails it.
+   */
+  #admit(operation: "read" | "write", lba: number, count: number): boolean {
+    const fault = this.#matchFault(lba, count);
+    if (fault?.kind === "command-timeout") return false;
+    if (fault?.kind === "media-error") {
+      this.#stats.errors++;
+      throw new DiskMediaError(operation, Math.max(lba, fault.lbaFirst));
+    }
+    return true;
   }
 
   #matchFault(lba: number, count: number): DiskFault | null {

@@ -3,11 +3,14 @@
 // starts it and CSTS.RDY says it is ready. Commands are 64-byte submission entries read by DMA
 // when a tail doorbell is written; data moves through PRP1/PRP2 and PRP lists (page-size aware);
 // completions are 16-byte entries with phase tags posted to the completion queue, each queue with
-// its own interrupt vector (MSI-X style, maskable through INTMS/INTMC). Namespaces are
+// its own interrupt vector (MSI-X style, maskable through INTMS/INTMC), signalled once per burst
+// of completions or as Interrupt Coalescing (Set Features 08h and 09h) aggregates them. Read data
+// goes from the disk straight into guest memory. Namespaces are
 // DiskImages with their own LBA format (512 B or 4 KiB); they can come and go at run time, which
 // the controller reports through Asynchronous Event Requests and the Changed Namespace List.
 // Controller reset (CC.EN 1→0) drops everything in flight; a fatal status (CSTS.CFS) can be
 // injected; commands may be made to never complete (by the disk's faults) and then aborted.
+import { setImmediate } from "node:timers";
 import { alreadyExists, AstraError, Code, Errno, invalidArgument, notFound } from "../../../lib/errors.ts";
 import type { PhysicalMemory } from "../memory.ts";
 import { DiskImage, DiskMediaError } from "./diskimage.ts";
@@ -81,7 +84,11 @@ export const CNS_NAMESPACE_DESCRIPTORS = 0x03;
 
 export const FEATURE_VOLATILE_WRITE_CACHE = 0x06;
 export const FEATURE_NUMBER_OF_QUEUES = 0x07;
+export const FEATURE_INTERRUPT_COALESCING = 0x08;
+export const FEATURE_INTERRUPT_VECTOR_CONFIG = 0x09;
 export const FEATURE_ASYNC_EVENT_CONFIG = 0x0b;
+/** Interrupt Vector Configuration: Coalescing Disable. */
+export const IVC_COALESCING_DISABLE = 1 << 16;
 
 export const LOG_ERROR_INFORMATION = 0x01;
 export const LOG_SMART_HEALTH = 0x02;
@@ -197,6 +204,19 @@ interface CompletionQueue {
   backlog: CompletionEntry[];
 }
 
+interface Vector {
+  /** Entries were posted, and the vector signals for them at the end of this pass. */
+  signalDue: boolean;
+  /** Entries held back by interrupt coalescing since the vector last signalled. */
+  aggregated: number;
+  /** When the aggregation time of the held-back entries runs out (performance.now()). */
+  deadline: number;
+  /** Counts the vector's signals: an aggregation time of an earlier round is over. */
+  round: number;
+  /** Interrupt Vector Configuration's Coalescing Disable. */
+  coalescingDisabled: boolean;
+}
+
 interface Inflight {
   sq: SubmissionQueue;
   cid: number;
@@ -273,11 +293,17 @@ export class NvmeController implements MmioDevice {
   #intms = 0;
   /** Vectors with a completion posted while masked. */
   #pendingVectors = 0;
+  readonly #vectorStates: Vector[];
   #generation = 0;
+  readonly #cqe = new Uint8Array(CQE_BYTES);
+  readonly #cqeView = new DataView(this.#cqe.buffer);
   #sqs = new Map<number, SubmissionQueue>();
   #cqs = new Map<number, CompletionQueue>();
   readonly #namespaces = new Map<number, DiskImage>();
-  readonly #inflightWork = new Set<Promise<void>>();
+  /** Device work under way: commands on their disks, a shutdown's flush. */
+  #busy = 0;
+  /** idle() callers, woken whenever some of that work ends. */
+  #idleWaiters: (() => void)[] = [];
   /** Every disk ever attached: commands stalled on one may still be in flight. */
   readonly #disks = new Set<DiskImage>();
 
@@ -286,6 +312,8 @@ export class NvmeController implements MmioDevice {
   #allocatedCqs = 0;
   #volatileWriteCache = true;
   #asyncEventConfig = 0;
+  /** Interrupt Coalescing: the aggregation threshold (0's based) in bits 7:0, the time (100 µs units) in 15:8. */
+  #coalescing = 0;
 
   #asyncRequests: Inflight[] = [];
   #queuedEvents: AsyncEvent[] = [];
@@ -342,6 +370,13 @@ export class NvmeController implements MmioDevice {
     this.#memory = options.memory;
     this.#interrupts = options.interrupts;
     this.#vectors = [...options.vectors];
+    this.#vectorStates = this.#vectors.map(() => ({
+      signalDue: false,
+      aggregated: 0,
+      deadline: 0,
+      round: 0,
+      coalescingDisabled: false,
+    }));
     this.#mqes = maxEntries - 1;
     this.#identity = {
       serial: options.serial ?? "ASTRA-NVME-0001",
@@ -408,8 +443,8 @@ export class NvmeController implements MmioDevice {
 
   /** Resolves once every command in flight has completed, except those stalled on a disk fault. */
   async idle(): Promise<void> {
-    while (this.#inflightWork.size > this.#stalledOnDisks()) {
-      await Promise.race([...this.#inflightWork]);
+    while (this.#busy > this.#stalledOnDisks()) {
+      await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
     }
   }
 
@@ -578,17 +613,23 @@ export class NvmeController implements MmioDevice {
     this.#allocatedCqs = this.#maxIoQueues;
     this.#volatileWriteCache = true;
     this.#asyncEventConfig = 0;
+    this.#coalescing = 0;
+    this.#vectorStates.forEach((v, vector) => {
+      v.aggregated = 0;
+      v.round++;
+      // The admin completion queue's vector is never coalesced.
+      v.coalescingDisabled = vector === 0;
+    });
   }
 
   #shutdown(): void {
     this.#csts = (this.#csts & ~(3 << CSTS_SHST_SHIFT)) | (SHST_OCCURRING << CSTS_SHST_SHIFT);
     const generation = this.#generation;
     const disks = [...this.#namespaces.values()].filter((d) => !d.removed);
-    this.#track((async () => {
-      await Promise.allSettled(disks.map((d) => d.flush()));
+    this.#track(Promise.allSettled(disks.map((d) => d.flush())), () => {
       if (this.#generation !== generation) return;
       this.#csts = (this.#csts & ~(3 << CSTS_SHST_SHIFT)) | (SHST_COMPLETE << CSTS_SHST_SHIFT);
-    })());
+    });
   }
 
   // ---- doorbells ----
@@ -616,6 +657,13 @@ export class NvmeController implements MmioDevice {
       while (cq.backlog.length > 0 && !this.#cqFull(cq)) this.#writeCqe(cq, cq.backlog.shift()!);
       // Entries the host has not consumed yet keep its interrupt asserted.
       if (cq.tail !== cq.head) this.#interrupt(cq);
+      else if (this.#caughtUp(cq.vector)) {
+        // The host has consumed everything on the vector: what coalescing held back needs no
+        // interrupt of its own, and aggregation starts over (as the specification allows).
+        const v = this.#vectorStates[cq.vector];
+        v.aggregated = 0;
+        v.round++;
+      }
       return;
     }
     const sq = this.#sqs.get(qid);
@@ -633,41 +681,49 @@ export class NvmeController implements MmioDevice {
     this.#drain(sq);
   }
 
-  /** Fetches every entry between head and tail and starts it. */
+  /**
+   * Fetches every entry between head and tail and starts it. The entries up to the end of the
+   * ring come in one read, as a controller fetches a burst of them.
+   */
   #drain(sq: SubmissionQueue): void {
     const generation = this.#generation;
     while (sq.head !== sq.tail && this.#sqs.get(sq.id) === sq && this.#generation === generation) {
+      const burst = (sq.tail > sq.head ? sq.tail : sq.size) - sq.head;
       let raw: Uint8Array;
       try {
-        raw = this.#memory.read(sq.base + sq.head * SQE_BYTES, SQE_BYTES);
+        raw = this.#memory.read(sq.base + sq.head * SQE_BYTES, burst * SQE_BYTES);
       } catch {
         // A submission queue the controller cannot read is a fatal condition.
         this.injectFatal();
         return;
       }
-      sq.head = (sq.head + 1) % sq.size;
-      const command = this.#parse(raw);
-      const inflight: Inflight = { sq, cid: command.cid, nsid: command.nsid, generation, done: false };
-      sq.inflight.set(command.cid, inflight);
-      this.#start(inflight, command);
+      const v = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+      for (let i = 0; i < burst; i++) {
+        // A command of the burst may have deleted the queue or reset the controller.
+        if (this.#sqs.get(sq.id) !== sq || this.#generation !== generation) return;
+        sq.head = (sq.head + 1) % sq.size;
+        const command = this.#parse(v, i * SQE_BYTES);
+        const inflight: Inflight = { sq, cid: command.cid, nsid: command.nsid, generation, done: false };
+        sq.inflight.set(command.cid, inflight);
+        this.#start(inflight, command);
+      }
     }
   }
 
-  #parse(raw: Uint8Array): Command {
-    const v = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-    const dw0 = v.getUint32(0, true);
+  #parse(v: DataView, at: number): Command {
+    const dw0 = v.getUint32(at, true);
     return {
       opcode: dw0 & 0xff,
       fuse: (dw0 >>> 8) & 3,
       psdt: (dw0 >>> 14) & 3,
       cid: dw0 >>> 16,
-      nsid: v.getUint32(4, true),
-      prp1: u64(v.getUint32(24, true), v.getUint32(28, true)),
-      prp2: u64(v.getUint32(32, true), v.getUint32(36, true)),
-      cdw10: v.getUint32(40, true),
-      cdw11: v.getUint32(44, true),
-      cdw12: v.getUint32(48, true),
-      cdw13: v.getUint32(52, true),
+      nsid: v.getUint32(at + 4, true),
+      prp1: u64(v.getUint32(at + 24, true), v.getUint32(at + 28, true)),
+      prp2: u64(v.getUint32(at + 32, true), v.getUint32(at + 36, true)),
+      cdw10: v.getUint32(at + 40, true),
+      cdw11: v.getUint32(at + 44, true),
+      cdw12: v.getUint32(at + 48, true),
+      cdw13: v.getUint32(at + 52, true),
     };
   }
 
@@ -688,19 +744,34 @@ export class NvmeController implements MmioDevice {
     // null: the command stays outstanding (an Asynchronous Event Request).
     if (result === null) return;
     if (result instanceof Promise) {
-      this.#track(result.then(
+      this.#track(
+        result,
         (r) => this.#finish(inflight, r),
         (err) => this.#finish(inflight, this.#failure(err)),
-      ));
+      );
     } else {
       this.#finish(inflight, result);
     }
   }
 
-  #track(work: Promise<void>): void {
-    this.#inflightWork.add(work);
-    const done = () => this.#inflightWork.delete(work);
-    work.then(done, done);
+  /** Counts `work` as under way until it settles, then hands on its outcome. */
+  #track<T>(work: Promise<T>, done: (value: T) => void, failed: (err: unknown) => void = () => {}): void {
+    this.#busy++;
+    work.then((value) => {
+      this.#ended();
+      done(value);
+    }, (err) => {
+      this.#ended();
+      failed(err);
+    });
+  }
+
+  #ended(): void {
+    this.#busy--;
+    if (this.#idleWaiters.length === 0) return;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const wake of waiters) wake();
   }
 
   #failure(err: unknown): Result {
@@ -746,8 +817,8 @@ export class NvmeController implements MmioDevice {
 
   #writeCqe(cq: CompletionQueue, entry: CompletionEntry): void {
     const sq = this.#sqs.get(entry.sqid);
-    const bytes = new Uint8Array(CQE_BYTES);
-    const v = new DataView(bytes.buffer);
+    // Built in one scratch entry: memory.write copies it before returning.
+    const v = this.#cqeView;
     const dnr = RETRYABLE.has(entry.status) ? 0 : 1;
     v.setUint32(0, entry.dw0 >>> 0, true);
     v.setUint32(8, ((sq?.head ?? 0) | (entry.sqid << 16)) >>> 0, true);
@@ -757,7 +828,7 @@ export class NvmeController implements MmioDevice {
       true,
     );
     try {
-      this.#memory.write(cq.base + cq.tail * CQE_BYTES, bytes);
+      this.#memory.write(cq.base + cq.tail * CQE_BYTES, this.#cqe);
     } catch {
       // A completion that cannot be posted is the very definition of a fatal controller error.
       this.injectFatal();
@@ -769,16 +840,75 @@ export class NvmeController implements MmioDevice {
       cq.tail = 0;
       cq.phase ^= 1;
     }
-    this.#interrupt(cq);
+    this.#posted(cq, entry.status);
+  }
+
+  /**
+   * An entry went into `cq`. Its vector signals once for every entry posted in this pass over
+   * finished commands (as QEMU's controller does), not once per entry: a burst of completions is
+   * one message, not a storm of them. With interrupt coalescing on, entries are held back until
+   * the aggregation threshold is reached or the aggregation time runs out, except those of
+   * failed commands (the specification recommends not delaying them).
+   */
+  #posted(cq: CompletionQueue, status: number): void {
+    if (!cq.interruptsEnabled) return;
+    const v = this.#vectorStates[cq.vector];
+    const threshold = (this.#coalescing & 0xff) + 1;
+    const time = this.#coalescing >>> 8;
+    // Either field at 0 turns coalescing off.
+    if (status === SC_SUCCESS && threshold > 1 && time > 0 && !v.coalescingDisabled) {
+      v.aggregated++;
+      if (v.aggregated < threshold) {
+        if (v.aggregated === 1) this.#aggregate(cq.vector, time * 0.1);
+        return;
+      }
+    }
+    if (v.signalDue) return;
+    v.signalDue = true;
+    const generation = this.#generation;
+    queueMicrotask(() => {
+      v.signalDue = false;
+      // A reset in between took the entries with it.
+      if (this.#generation === generation) this.#signal(cq.vector);
+    });
+  }
+
+  /** Signals the vector once its held-back entries have waited `ms`, unless it signals before. */
+  #aggregate(vector: number, ms: number): void {
+    const v = this.#vectorStates[vector];
+    v.deadline = performance.now() + ms;
+    const round = v.round;
+    const check = () => {
+      if (v.round !== round) return;
+      const left = v.deadline - performance.now();
+      if (left <= 0) this.#signal(vector);
+      // A timer fires a millisecond or more late: the last stretch is waited out turn by turn.
+      else if (left > 3) setTimeout(check, left - 3);
+      else setImmediate(check);
+    };
+    check();
+  }
+
+  /** Whether every completion queue on `vector` has had all its entries consumed. */
+  #caughtUp(vector: number): boolean {
+    for (const cq of this.#cqs.values()) if (cq.vector === vector && cq.tail !== cq.head) return false;
+    return true;
   }
 
   #interrupt(cq: CompletionQueue): void {
-    if (!cq.interruptsEnabled) return;
-    if (cq.vector < 32 && (this.#intms & (1 << cq.vector))) {
-      this.#pendingVectors = (this.#pendingVectors | (1 << cq.vector)) >>> 0;
+    if (cq.interruptsEnabled) this.#signal(cq.vector);
+  }
+
+  /** The vector's interrupt, now: whatever it held back goes with it. */
+  #signal(vector: number): void {
+    const v = this.#vectorStates[vector];
+    v.aggregated = 0;
+    v.round++;
+    if (vector < 32 && (this.#intms & (1 << vector))) {
+      this.#pendingVectors = (this.#pendingVectors | (1 << vector)) >>> 0;
       return;
     }
-    this.#raise(cq.vector);
+    this.#raise(vector);
   }
 
   #raise(vector: number): void {
@@ -1060,6 +1190,17 @@ export class NvmeController implements MmioDevice {
       case FEATURE_ASYNC_EVENT_CONFIG:
         this.#asyncEventConfig = c.cdw11 & 0x3ff;
         return { status: SC_SUCCESS };
+      case FEATURE_INTERRUPT_COALESCING:
+        this.#coalescing = c.cdw11 & 0xffff;
+        return { status: SC_SUCCESS };
+      case FEATURE_INTERRUPT_VECTOR_CONFIG: {
+        const vector = c.cdw11 & 0xffff;
+        const disable = (c.cdw11 & IVC_COALESCING_DISABLE) !== 0;
+        // The admin completion queue's vector cannot be coalesced.
+        if (vector >= this.#vectors.length || (vector === 0 && !disable)) return { status: SC_INVALID_FIELD };
+        this.#vectorStates[vector].coalescingDisabled = disable;
+        return { status: SC_SUCCESS };
+      }
       default:
         return { status: SC_INVALID_FIELD };
     }
@@ -1071,7 +1212,8 @@ export class NvmeController implements MmioDevice {
     if (select === 3) {
       // Supported capabilities: every feature here is changeable, none saveable or per-namespace.
       const known = fid === FEATURE_NUMBER_OF_QUEUES || fid === FEATURE_VOLATILE_WRITE_CACHE ||
-        fid === FEATURE_ASYNC_EVENT_CONFIG;
+        fid === FEATURE_ASYNC_EVENT_CONFIG || fid === FEATURE_INTERRUPT_COALESCING ||
+        fid === FEATURE_INTERRUPT_VECTOR_CONFIG;
       return known ? { status: SC_SUCCESS, dw0: 1 << 2 } : { status: SC_INVALID_FIELD };
     }
     if (select > 3) return { status: SC_INVALID_FIELD };
@@ -1086,6 +1228,14 @@ export class NvmeController implements MmioDevice {
         return { status: SC_SUCCESS, dw0: current ? (this.#volatileWriteCache ? 1 : 0) : 1 };
       case FEATURE_ASYNC_EVENT_CONFIG:
         return { status: SC_SUCCESS, dw0: current ? this.#asyncEventConfig : 0 };
+      case FEATURE_INTERRUPT_COALESCING:
+        return { status: SC_SUCCESS, dw0: current ? this.#coalescing : 0 };
+      case FEATURE_INTERRUPT_VECTOR_CONFIG: {
+        const vector = c.cdw11 & 0xffff;
+        if (vector >= this.#vectors.length) return { status: SC_INVALID_FIELD };
+        const disabled = current ? this.#vectorStates[vector].coalescingDisabled : vector === 0;
+        return { status: SC_SUCCESS, dw0: (vector | (disabled ? IVC_COALESCING_DISABLE : 0)) >>> 0 };
+      }
       default:
         return { status: SC_INVALID_FIELD };
     }
@@ -1155,12 +1305,13 @@ export class NvmeController implements MmioDevice {
     }
     this.#smart.hostReads++;
     this.#smart.bytesRead += bytes;
-    const generation = this.#generation;
-    return disk.read(slba, blocks).then((data) => {
-      // After a reset the buffer may belong to someone else: nothing is written into it.
-      if (this.#generation === generation) this.#scatter(segments, data);
-      return { status: SC_SUCCESS };
-    });
+    // The blocks go straight into the host's buffers, before the command can complete; a failed
+    // or stalled read leaves them alone.
+    const targets: Uint8Array[] = [];
+    for (const s of segments) targets.push(...this.#memory.dmaViews(s.address, s.length));
+    const read = disk.readInto(slba, blocks, targets);
+    for (const s of segments) this.#memory.written(s.address, s.length);
+    return read.then(() => ({ status: SC_SUCCESS }));
   }
 
   // ---- data pointers ----

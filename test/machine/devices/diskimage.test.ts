@@ -99,6 +99,64 @@ describe("disk image on a host file", () => {
   });
 });
 
+describe("disk image: reads into the caller's buffers", () => {
+  for (const where of ["file", "memory"] as const) {
+    it(`fills a scatter list from the ${where} medium with the cache's newer blocks over it`, async () => {
+      const disk = where === "file"
+        ? await DiskImage.open({ path: `${dir}/r.img`, sizeBytes: MIB })
+        : DiskImage.memory({ sizeBytes: MIB });
+      const old = pattern(16 * 512, 1);
+      await disk.write(100, old);
+      await disk.flush();
+      // Cached, unflushed: blocks 103 and 108..109, the latter across two targets.
+      await disk.write(103, pattern(512, 2));
+      await disk.write(108, pattern(1024, 3));
+      const expected = await disk.read(100, 16);
+      expect(expected.subarray(0, 3 * 512)).toEqual(old.subarray(0, 3 * 512));
+      const targets = [
+        new Uint8Array(300),
+        new Uint8Array(4096 - 300),
+        new Uint8Array(600),
+        new Uint8Array(3496),
+      ]
+        .map((t) => t.fill(0xee));
+      await disk.readInto(100, 16, targets);
+      let at = 0;
+      for (const t of targets) {
+        expect(t).toEqual(expected.subarray(at, at + t.length));
+        at += t.length;
+      }
+      // Beyond what was ever written, the medium reads as zeros, whatever the buffer held.
+      const blank = new Uint8Array(1024).fill(0xee);
+      await disk.readInto(2000, 2, [blank]);
+      expect(blank).toEqual(new Uint8Array(1024));
+      expect(disk.statistics()).toMatchObject({ reads: 3, sectorsRead: 34 });
+      await disk.close();
+    });
+  }
+
+  it("refuses buffers of the wrong size, and leaves them alone when the command fails or stalls", async () => {
+    const disk = DiskImage.memory({ sizeBytes: MIB });
+    await disk.write(0, pattern(4096, 4));
+    expect((await rejection(disk.readInto(0, 8, [new Uint8Array(4000)]))).errno).toBe(Errno.EINVAL);
+    disk.injectFault({ kind: "media-error", lbaFirst: 2, lbaCount: 1 });
+    const failed = new Uint8Array(4096).fill(0xee);
+    expect(await rejection(disk.readInto(0, 8, [failed]))).toBeInstanceOf(DiskMediaError);
+    expect(failed).toEqual(new Uint8Array(4096).fill(0xee));
+    disk.clearFaults();
+    disk.injectFault({ kind: "command-timeout", lbaFirst: 0, lbaCount: 1 });
+    const stalled = new Uint8Array(512).fill(0xee);
+    let settled = false;
+    disk.readInto(0, 1, [stalled]).finally(() => {
+      settled = true;
+    }).catch(() => {});
+    await new Promise((r) => setTimeout(r, 10));
+    expect(settled).toBe(false);
+    expect(stalled).toEqual(new Uint8Array(512).fill(0xee));
+    disk.surpriseRemove();
+  });
+});
+
 describe("disk image: power cuts", () => {
   async function fourWrites(path: string) {
     const disk = await DiskImage.open({ path, sizeBytes: MIB });

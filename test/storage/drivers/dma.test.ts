@@ -35,6 +35,26 @@ describe("DMA pool", () => {
     expect(machine.dma.allocatedPages).toBe(0);
   });
 
+  it("hands out the lowest free pages first, however pages come and go", async () => {
+    const { pool } = setup();
+    const pages = [];
+    for (let i = 0; i < 16; i++) pages.push(await pool.alloc(4096));
+    const base = pages[0].address;
+    expect(pages.map((p) => (p.address - base) / 4096)).toEqual([...Array(16).keys()]);
+    pool.free(pages[9]);
+    pool.free(pages[3]);
+    pool.free(pages[4]);
+    expect((await pool.alloc(4096)).address).toBe(base + 3 * 4096);
+    // Two pages fit only in the run after the last one handed out, not in the holes.
+    expect((await pool.alloc(2 * 4096)).address).toBe(base + 16 * 4096);
+    expect((await pool.alloc(4096)).address).toBe(base + 4 * 4096);
+    expect((await pool.alloc(4096)).address).toBe(base + 9 * 4096);
+    pool.free(pages[1]);
+    expect((await pool.alloc(4096, 4 * 4096)).address).toBe(base + 20 * 4096);
+    expect((await pool.alloc(4096)).address).toBe(base + 4096);
+    await pool.destroy();
+  });
+
   it("hands out scattered runs when no chunk has one piece big enough, and grows when full", async () => {
     const { pool } = setup();
     const pages = [];

@@ -324,6 +324,101 @@ describe("NVMe driver: errors, timeouts and resets", () => {
   });
 });
 
+describe("NVMe driver: batching", () => {
+  it("rings the tail doorbell once for the commands that one burst of completions sets off", async () => {
+    const { machine } = nvmeMachine();
+    const hw = machine.hardware();
+    const [info] = await hw.controllers();
+    const sqDoorbell = info.mmioBase + 0x1000 + 2 * 1 * 4;
+    let rings = 0;
+    const access = hw.access.bind(hw);
+    hw.access = (accesses) => {
+      for (const a of accesses) if (a.op === "write32" && a.address === sqDoorbell) rings++;
+      return access(accesses);
+    };
+    const nvme = new NvmeDriver(hw, info, { ioQueues: 1 });
+    await nvme.init();
+    try {
+      const before = nvme.statistics();
+      // 16 callers, each reading 10 times in a row: every completion burst wakes all of them.
+      await Promise.all(Array.from({ length: 16 }, async (_, i) => {
+        for (let k = 0; k < 10; k++) await nvme.read(1, (i * 10 + k) * 8, 8);
+      }));
+      const after = nvme.statistics();
+      expect(after.completions - before.completions).toBe(160);
+      expect(rings).toBeLessThanOrEqual(12);
+      expect(after.interrupts - before.interrupts).toBeLessThanOrEqual(12);
+    } finally {
+      await nvme.close();
+    }
+  });
+});
+
+describe("NVMe driver: interrupt coalescing", () => {
+  const getCoalescing = async (nvme: NvmeDriver) => {
+    const cid = await nvme.submitCommand(
+      0,
+      { opcode: 0x0a, namespaceId: 0, commandDwords: [0x08] },
+      new Uint8Array(0),
+      0,
+    );
+    const done = await nvme.waitCompletion(0, cid, 1000);
+    expect(done.completion.status).toBe(SC_SUCCESS);
+    return done.completion.result;
+  };
+
+  it("leaves it off unless asked, and sets it as asked, again after a reset", async () => {
+    expect(await getCoalescing((await start()).nvme)).toBe(0);
+    const { nvme } = await start({ interruptCoalescing: { threshold: 8, timeMicros: 250 } });
+    // 8 entries is 7 in the 0's based threshold; 250 µs rounds up to 3 × 100 µs.
+    expect(await getCoalescing(nvme)).toBe((3 << 8) | 7);
+    await nvme.resetController();
+    expect(await getCoalescing(nvme)).toBe((3 << 8) | 7);
+    const data = pattern(4096, 21);
+    await nvme.write(1, 16, data);
+    expectBytes(await nvme.read(1, 16, 8), data);
+  });
+
+  it("refuses settings the feature cannot hold", () => {
+    const { machine } = nvmeMachine();
+    const info = machine.controllers[0];
+    const hw = machine.hardware();
+    for (
+      const interruptCoalescing of [{ threshold: 0, timeMicros: 100 }, { threshold: 8, timeMicros: 30_000 }]
+    ) {
+      expect(() => new NvmeDriver(hw, info, { interruptCoalescing })).toThrow(/interrupt coalescing/);
+    }
+  });
+
+  it("at queue depth 1 delays a completion by the aggregation time, no more", async () => {
+    const { nvme } = await start({ ioQueues: 1, interruptCoalescing: { threshold: 32, timeMicros: 3000 } });
+    await nvme.write(1, 0, pattern(4096, 22));
+    const before = nvme.statistics();
+    const latencies: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const started = performance.now();
+      await nvme.read(1, 0, 8);
+      latencies.push(performance.now() - started);
+    }
+    // Each read waits for its interrupt, held back 3 ms as no more completions come; the watchdog
+    // would only have found it after 20 ms.
+    expect(Math.min(...latencies)).toBeGreaterThanOrEqual(2.9);
+    expect(Math.max(...latencies)).toBeLessThan(3 + 15);
+    const after = nvme.statistics();
+    expect(after.interrupts - before.interrupts).toBeGreaterThanOrEqual(8);
+    expect(after.timeouts).toBe(0);
+  });
+
+  it("at high queue depth takes many completions per interrupt", async () => {
+    const { nvme } = await start({ ioQueues: 1, interruptCoalescing: { threshold: 16, timeMicros: 1000 } });
+    const before = nvme.statistics();
+    await Promise.all(Array.from({ length: 64 }, (_, i) => nvme.read(1, i * 8, 8)));
+    const after = nvme.statistics();
+    expect(after.completions - before.completions).toBe(64);
+    expect(after.interrupts - before.interrupts).toBeLessThanOrEqual(64 / 16);
+  });
+});
+
 describe("NVMe driver: without interrupts", () => {
   it("initialises, moves data and resets by polling when interrupt delivery is disabled", async () => {
     const { machine } = nvmeMachine();
