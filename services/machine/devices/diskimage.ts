@@ -265,7 +265,13 @@ export class DiskImage {
   readonly #medium: Medium;
   readonly #cacheLimit: number;
   /** Unflushed writes in completion order. */
+  /**
+   * The unflushed writes in completion order: `#log[#logHead..]`. Written-back entries are skipped
+   * by moving the head, not removed one by one, which would move the whole log on every write once
+   * the cache is full.
+   */
   #log: CachedWrite[] = [];
+  #logHead = 0;
   /** The newest cached copy of each block, a view into its write's data. */
   readonly #cachedSectors = new Map<number, CachedSector>();
   #cachedBytes = 0;
@@ -376,7 +382,7 @@ export class DiskImage {
   }
 
   statistics(): DiskStatistics {
-    return { ...this.#stats, unflushedWrites: this.#log.length, unflushedBytes: this.#cachedBytes };
+    return { ...this.#stats, unflushedWrites: this.#unflushed, unflushedBytes: this.#cachedBytes };
   }
 
   // ---- commands ----
@@ -466,7 +472,7 @@ export class DiskImage {
   /** Puts every write completed before the call on the medium and fsyncs the host file. */
   async flush(): Promise<void> {
     this.#checkUsable();
-    this.#writeBack(this.#log.length);
+    this.#writeBack(this.#unflushed);
     this.#stats.syncs++;
     await this.#medium.sync();
     this.#stats.flushes++;
@@ -486,7 +492,7 @@ export class DiskImage {
       throw invalidArgument("seed", `a power-cut seed must be a non-negative whole number, not ${seed}`);
     }
     const random = seededRandom(seed);
-    const unflushed = this.#log.length;
+    const unflushed = this.#unflushed;
     let keep: number;
     if (options.keep === "none") keep = 0;
     else if (options.keep === "all") keep = unflushed;
@@ -498,7 +504,7 @@ export class DiskImage {
         `keep must be "none", "all", "random" or a count, not ${options.keep}`,
       );}
 
-    const survivors = this.#log.slice(0, keep);
+    const survivors = this.#log.slice(this.#logHead, this.#logHead + keep);
     const result: PowerCutResult = {
       writesPersisted: keep,
       writesLost: unflushed - keep,
@@ -647,14 +653,26 @@ export class DiskImage {
   #oldestBeyondLimit(): number {
     let bytes = this.#cachedBytes;
     let n = 0;
-    while (bytes > this.#cacheLimit && n < this.#log.length) bytes -= this.#log[n++].data.length;
+    while (bytes > this.#cacheLimit && n < this.#unflushed) {
+      bytes -= this.#log[this.#logHead + n++].data.length;
+    }
     return n;
+  }
+
+  get #unflushed(): number {
+    return this.#log.length - this.#logHead;
   }
 
   /** Writes the oldest `n` cached writes to the medium, in order, and drops them from the cache. */
   #writeBack(n: number): void {
     if (n === 0) return;
-    const done = this.#log.splice(0, n);
+    const done = this.#log.slice(this.#logHead, this.#logHead + n);
+    this.#logHead += n;
+    // The skipped entries go once they are most of the log: amortized constant time per write.
+    if (this.#logHead > 1024 && this.#logHead * 2 > this.#log.length) {
+      this.#log = this.#log.slice(this.#logHead);
+      this.#logHead = 0;
+    }
     for (const write of done) {
       this.#medium.write(write.lba * this.lbaSize, write.data);
       this.#cachedBytes -= write.data.length;
@@ -669,6 +687,7 @@ export class DiskImage {
 
   #dropCache(): void {
     this.#log = [];
+    this.#logHead = 0;
     this.#cachedSectors.clear();
     this.#cachedBytes = 0;
   }
