@@ -1,7 +1,7 @@
 // MachineService.AccessDevices: an ordered batch of guest-memory and device-register accesses in
 // one call. A driver that writes a submission entry and then rings its doorbell, or reads the data
-// of finished commands and then writes the completion doorbell, pays one round trip to the machine
-// instead of one per access. The accesses happen exactly as the separate RPCs would make them, in
+// of finished commands and then writes the completion doorbell, or vmm zeroing a page and writing
+// the page-table entry that maps it, pays one round trip to the machine instead of one per access. The accesses happen exactly as the separate RPCs would make them, in
 // order; the batch is checked whole before the first is made, so only a fault of the memory or a
 // device (not a malformed request) can leave it half done.
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -19,6 +19,7 @@ export const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 type Checked =
   | { kind: "read-physical"; address: number; length: number }
   | { kind: "write-physical"; address: number; data: Uint8Array }
+  | { kind: "fill-physical"; address: number; length: number; value: number }
   | { kind: "read-mmio"; address: number; width: MmioWidth }
   | { kind: "write-mmio"; address: number; width: MmioWidth; value: bigint };
 
@@ -75,6 +76,14 @@ function check(access: DeviceAccess, index: number): Checked {
           address: safeNumber(a.value.address, "address"),
           data: a.value.data,
         };
+      case "fillPhysical":
+        if (a.value.value > 255) throw invalidArgument("value", `a byte is 0..255, not ${a.value.value}`);
+        return {
+          kind: "fill-physical",
+          address: safeNumber(a.value.address, "address"),
+          length: safeNumber(a.value.length, "length"),
+          value: a.value.value,
+        };
       case "readMmio": {
         const width = mmioWidth(a.value.width);
         return { kind: "read-mmio", address: mmioAddress(a.value.address, width), width };
@@ -91,7 +100,7 @@ function check(access: DeviceAccess, index: number): Checked {
       default:
         throw invalidArgument(
           "",
-          `access ${index} is none of a physical read or write, an MMIO read or write`,
+          `access ${index} is none of a physical read, write or fill, an MMIO read or write`,
         );
     }
   } catch (err) {
@@ -138,6 +147,10 @@ export function accessDevices(
           break;
         case "write-physical":
           memory.write(c.address, c.data);
+          results[i] = {};
+          break;
+        case "fill-physical":
+          memory.fill(c.address, c.length, c.value);
           results[i] = {};
           break;
         case "read-mmio":

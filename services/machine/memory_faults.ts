@@ -1,16 +1,19 @@
 // Faults of user memory, resolved by vmm: page faults and segment misses of the thread's own
 // accesses (a fault vmm answers with a signal sends it, forced, to the thread through sched), and
 // the faults system-call copies run into (resolved the same way, but a signal answer only fails
-// the copy with EFAULT).
+// the copy with EFAULT). Page faults travel on vmm's PageFaults stream (page_fault_stream.ts),
+// segment misses, rarer, as GetSegment calls.
 //
 // When vmm cannot answer (a transport failure, an unknown address space after a vmm restart), the
 // page cannot be supplied: the thread gets SIGBUS (BUS_ADRERR), as Linux gives for a page it
 // cannot read in, and a copy fails with EIO. vmm's EFAULT means the address is not user memory at
 // all: SIGSEGV (SEGV_MAPERR), and EFAULT for a copy.
+import { SpanStatusCode, trace } from "@opentelemetry/api";
 import {
   AccessType,
   FaultCause,
   FaultResult,
+  type HandlePageFaultResponse,
   type Segment,
   type VmmService,
 } from "../../gen/astra/vmm/v1/vmm_pb.ts";
@@ -29,6 +32,7 @@ import {
   type SlbEntry,
 } from "../../lib/ppc/hpt.ts";
 import type { Client } from "../../lib/rpc.ts";
+import { traceparentOf } from "../../lib/tracing.ts";
 import type {
   FaultAccess,
   PageFaultOutcome,
@@ -37,6 +41,7 @@ import type {
   UserFault,
   UserMemory,
 } from "./kernel_side.ts";
+import { type FaultReport, PageFaultStream } from "./page_fault_stream.ts";
 import type { RateLimitedLog } from "./rate_limited_log.ts";
 import type { UserFaultHandler } from "./user_copy.ts";
 
@@ -68,11 +73,23 @@ interface Refusal {
 }
 
 export class MemoryFaults implements UserFaultHandler {
+  readonly #pageFaults: PageFaultStream;
+  readonly #tracer = trace.getTracer("machine");
+
   constructor(
     private readonly vmm: Client<typeof VmmService>,
     private readonly sched: Client<typeof SchedService>,
     private readonly log: RateLimitedLog,
-  ) {}
+    /** A span per page fault, sent along so that vmm's work for it is traced beneath. */
+    private readonly traceFaults = false,
+  ) {
+    this.#pageFaults = new PageFaultStream(vmm, log);
+  }
+
+  /** Ends the page-fault stream: faults still in flight go unsupplied. */
+  close(): Promise<void> {
+    return this.#pageFaults.close();
+  }
 
   async pageFault(
     thread: TrappedThread,
@@ -136,28 +153,31 @@ export class MemoryFaults implements UserFaultHandler {
     if (cause === "bad-real-address") {
       return { signal: SIGBUS, code: BUS_ADRERR, address, errno: Errno.EFAULT };
     }
+    const fault: FaultReport = {
+      spaceId: thread.spaceId,
+      address,
+      access: ACCESS[access],
+      cause: cause === "not-mapped"
+        ? FaultCause.NOT_MAPPED
+        : access === "execute"
+        ? FaultCause.NO_EXECUTE
+        : FaultCause.PROTECTION,
+      tid: thread.tid,
+      cpu: thread.cpu,
+    };
     try {
-      const response = await this.vmm.handlePageFault({
-        spaceId: thread.spaceId,
-        address,
-        access: ACCESS[access],
-        cause: cause === "not-mapped"
-          ? FaultCause.NOT_MAPPED
-          : access === "execute"
-          ? FaultCause.NO_EXECUTE
-          : FaultCause.PROTECTION,
-        tid: thread.tid,
-        cpu: thread.cpu,
-      });
+      const response = this.traceFaults
+        ? await this.#traced(thread, fault)
+        : await this.#pageFaults.handle(fault, "");
       if (response.result === FaultResult.MAPPED) return undefined;
       const raised = FAULT_SIGNALS.get(response.result);
       if (raised) return { ...raised, address: response.signalAddress || address, errno: Errno.EFAULT };
-      this.log.error("vmm.HandlePageFault:result", "vmm answered a page fault with no result", {
+      this.log.error("vmm.PageFaults:result", "vmm answered a page fault with no result", {
         result: response.result,
       });
     } catch (err) {
       return this.#unanswered(
-        "vmm.HandlePageFault",
+        "vmm.PageFaults",
         "vmm could not resolve a page fault",
         thread,
         address,
@@ -187,6 +207,29 @@ export class MemoryFaults implements UserFaultHandler {
       return this.#unanswered("vmm.GetSegment", "vmm could not give a segment", thread, address, err);
     }
     return unsupplied(address);
+  }
+
+  async #traced(thread: TrappedThread, fault: FaultReport): Promise<HandlePageFaultResponse> {
+    const span = this.#tracer.startSpan("vmm.HandlePageFault", {
+      root: true,
+      attributes: {
+        "fault.address": `0x${fault.address.toString(16)}`,
+        "fault.access": AccessType[fault.access],
+        "fault.cause": FaultCause[fault.cause],
+        pid: thread.pid,
+        tid: thread.tid,
+      },
+    });
+    try {
+      const response = await this.#pageFaults.handle(fault, traceparentOf(span));
+      span.setAttribute("fault.result", FaultResult[response.result] ?? response.result);
+      return response;
+    } catch (error) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: toAstraError(error).describe() });
+      throw error;
+    } finally {
+      span.end();
+    }
   }
 
   /** vmm failed a fault: its EFAULT means no user memory is there, anything else goes unsupplied. */

@@ -67,7 +67,7 @@ export class PeerKernelSide implements KernelSide {
     this.#traceCalls = options.traceKernelCalls ?? readEnv(TRACE_KERNEL_CALLS_VAR) === "1";
     this.#sched = client(SchedService, peers.sched, "machine");
     const vmm = client(VmmService, peers.vmm, "machine");
-    this.#faults = new MemoryFaults(vmm, this.#sched, this.#log);
+    this.#faults = new MemoryFaults(vmm, this.#sched, this.#log, this.#traceCalls);
     this.#schedCalls = new SchedCalls(this.#sched, this.#faults, this.#log);
     this.#storageCalls = new StorageCalls(
       client(VfsService, peers.storage, "machine"),
@@ -255,9 +255,17 @@ export class PeerKernelSide implements KernelSide {
     }
   }
 
-  /** Ends the KernelCall streams: calls still in flight fail (EIO; EINTR for sleeping ones). */
+  /**
+   * Ends the KernelCall and page-fault streams: calls still in flight fail (EIO; EINTR for
+   * sleeping ones), faults go unsupplied.
+   */
   async close(): Promise<void> {
-    await Promise.all([this.#schedCalls.close(), this.#storageCalls.close(), this.#vmmCalls.close()]);
+    await Promise.all([
+      this.#schedCalls.close(),
+      this.#storageCalls.close(),
+      this.#vmmCalls.close(),
+      this.#faults.close(),
+    ]);
   }
 
   #unimplemented(thread: TrappedThread, number: number): KernelCallOutcome {

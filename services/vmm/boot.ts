@@ -83,7 +83,7 @@ export async function bootAddressSpaces(
   const hpt = new HashPageTable({ origin, sizeField }, batch);
   const files = new OpenFileStore(settings.files);
   const spaces = new AddressSpaces({
-    memory: new MachineMemory(machine),
+    memory: new MachineMemory(batch),
     files,
     holds: new FileHolds((openFileId) => files.release(openFileId), settings.log),
     hpt,

@@ -6,10 +6,7 @@ import { MachineService } from "../../gen/astra/machine/v1/machine_pb.ts";
 import { PmmService } from "../../gen/astra/pmm/v1/pmm_pb.ts";
 import { VfsService } from "../../gen/astra/storage/v1/vfs_pb.ts";
 import {
-  AccessType as ProtoAccess,
   Advice,
-  FaultCause,
-  FaultResult,
   type FileBacking,
   MappingKind,
   MappingRole,
@@ -25,10 +22,10 @@ import type { Peers, ServiceModule, SystemConfig } from "../../lib/module.ts";
 import { segmentShift, type SlbEntry } from "../../lib/ppc/hpt.ts";
 import { client } from "../../lib/rpc.ts";
 import { bindService } from "../../lib/server.ts";
-import type { AccessType } from "./aspace.ts";
 import { bootAddressSpaces } from "./boot.ts";
 import { type BackedFile, backedFile, type OpenFileSource } from "./files.ts";
 import { runMemoryCall, serveMemoryCalls } from "./kernel_calls.ts";
+import { handlePageFault, servePageFaults } from "./page_faults.ts";
 import { type AddressSpaces, ALL_PAGE_FLAGS, type MappingInfo } from "./spaces.ts";
 import { StorageFileSource } from "./storage_files.ts";
 import {
@@ -64,12 +61,6 @@ export interface VmmOptions {
 }
 
 const PAGE_SIZE = 4096;
-
-const ACCESS: Partial<Record<ProtoAccess, AccessType>> = {
-  [ProtoAccess.READ]: "read",
-  [ProtoAccess.WRITE]: "write",
-  [ProtoAccess.EXECUTE]: "execute",
-};
 
 const ADVICE: Partial<Record<Advice, number>> = {
   [Advice.NORMAL]: MADV_NORMAL,
@@ -231,27 +222,9 @@ export function createVmm(peers: Peers, config: SystemConfig, options: VmmOption
       const state = await spaces().pageState(req.spaceId, userNumber(req.virtualAddress));
       return { physicalAddress: BigInt(state.physical), pageSize: PageSize.PAGE_SIZE_4K, flags: state.flags };
     },
-    handlePageFault: async (req) => {
-      const access = ACCESS[req.access];
-      if (!access) throw invalid("access", `access ${req.access} is not READ, WRITE or EXECUTE`);
-      if (!(req.cause in FaultCause)) throw invalid("cause", `unknown fault cause ${req.cause}`);
-      if (req.cause === FaultCause.NO_EXECUTE && access !== "execute") {
-        throw invalid("cause", "a no-execute fault is an instruction fetch");
-      }
-      if (req.tid < 0) throw invalid("tid", `thread id ${req.tid} is negative`);
-      if (req.cpu >= config.cpus) throw invalid("cpu", `CPU ${req.cpu} does not exist`);
-      const outcome = await spaces().fault(req.spaceId, userNumber(req.address), access);
-      if (outcome.result === FaultResult.MAPPED) {
-        return {
-          result: outcome.result,
-          action: outcome.action,
-          physicalAddress: BigInt(outcome.physical),
-          flags: outcome.flags,
-          detail: outcome.detail,
-        };
-      }
-      return { result: outcome.result, signalAddress: req.address, detail: outcome.detail };
-    },
+    handlePageFault: async (req) => await handlePageFault(spaces(), config.cpus, req),
+    pageFaults: (requests) =>
+      servePageFaults(requests, async (fault) => await handlePageFault(spaces(), config.cpus, fault), log),
     switchAddressSpace: async (req) => {
       const result = await spaces().switchTo(req.spaceId, req.cpu);
       return { segments: result.segments.map(encodeSegment), previousSpaceId: result.previous };

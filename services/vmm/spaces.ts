@@ -592,7 +592,7 @@ export class AddressSpaces {
   ): Promise<{ referenced: boolean; changed: boolean }> {
     const location = this.hpt.lookup(record.space.vsid(this.esid(ea)), this.alignDown(ea));
     if (!location) return { referenced: false, changed: false };
-    await this.batch.commit();
+    // The read comes after the pending entry writes: the entry in memory is the one just looked up.
     const fields = decodeHpte(await this.memory.read(location.address, HPTE_BYTES));
     if (!fields.valid || pageRealAddress(fields.arpn, location.pageShift) !== frame) {
       return { referenced: false, changed: false };

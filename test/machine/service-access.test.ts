@@ -1,7 +1,7 @@
-// MachineService.AccessDevices over both transports: a batch of memory and register accesses made
-// in order in one call (an NVMe command submitted and its completion read back in one batch), the
-// whole batch checked before any access is made, and a faulting access stopping the batch after
-// the ones before it.
+// MachineService.AccessDevices over both transports: a batch of memory (read, write, fill) and
+// register accesses made in order in one call (an NVMe command submitted and its completion read
+// back in one batch), the whole batch checked before any access is made, and a faulting access
+// stopping the batch after the ones before it.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { DeviceAccessResult, DeviceAccessSchema } from "../../gen/astra/machine/v1/machine_pb.ts";
@@ -27,6 +27,9 @@ const readPhysical = (address: number, length: number): Access => ({
 });
 const writePhysical = (address: number, data: Uint8Array): Access => ({
   access: { case: "writePhysical", value: { address: BigInt(address), data } },
+});
+const fillPhysical = (address: number, length: number, value: number): Access => ({
+  access: { case: "fillPhysical", value: { address: BigInt(address), length: BigInt(length), value } },
 });
 const readMmio = (address: bigint, width: number): Access => ({
   access: { case: "readMmio", value: { address, width } },
@@ -69,9 +72,11 @@ describe.each(KINDS)("AccessDevices over %s", (kind) => {
         readMmio(scratch, 4),
         writeMmio(scratch, 4, 0xa5n),
         readMmio(scratch, 4),
+        fillPhysical(at + 128, 64, 0x77),
+        readPhysical(at, 512),
       ],
     });
-    expect(results.length).toBe(8);
+    expect(results.length).toBe(10);
     // Each read sees exactly the writes before it.
     expect(data(results[1])).toEqual(pattern(512, 1));
     const after = pattern(512, 1);
@@ -79,7 +84,9 @@ describe.each(KINDS)("AccessDevices over %s", (kind) => {
     expect(data(results[3])).toEqual(after);
     expect(results[5].result).toEqual({ case: "value", value: 0x5an });
     expect(results[7].result).toEqual({ case: "value", value: 0xa5n });
-    for (const i of [0, 2, 4, 6]) expect(results[i].result.case).toBeUndefined();
+    after.fill(0x77, 128, 192);
+    expect(data(results[9])).toEqual(after);
+    for (const i of [0, 2, 4, 6, 8]) expect(results[i].result.case).toBeUndefined();
   });
 
   it("submits an NVMe command and reads its completion and data in one batch", async () => {
@@ -134,6 +141,12 @@ describe.each(KINDS)("AccessDevices over %s", (kind) => {
       Code.INVALID_ARGUMENT,
       Errno.EINVAL,
       "accesses[1].write_mmio.value",
+    );
+    await failure(
+      rig.machine.accessDevices({ accesses: [writePhysical(at, pattern(16, 3)), fillPhysical(at, 16, 256)] }),
+      Code.INVALID_ARGUMENT,
+      Errno.EINVAL,
+      "accesses[1].fill_physical.value",
     );
     await failure(
       rig.machine.accessDevices({ accesses: [writePhysical(at, pattern(16, 3)), {}] }),

@@ -249,6 +249,16 @@ describe("the thread's own faults", () => {
     expect(rig.sched.kills.map((k) => [k.signal, k.code])).toEqual([[7, 2], [7, 2]]);
   });
 
+  it("raises SIGSEGV when vmm answers that no user memory is there (EFAULT)", async () => {
+    rig = startTrapRig();
+    rig.vmm.failure = new AstraError(Code.INVALID_ARGUMENT, Errno.EFAULT, "beyond the user address space");
+    expect(await rig.kernel.pageFault(THREAD, 2n ** 60n, "read", "not-mapped")).toEqual({
+      kind: "signal",
+      signal: 11,
+    });
+    expect(rig.sched.kills).toMatchObject([{ signal: 11, code: 1, address: 2n ** 60n }]);
+  });
+
   it("loads a missing segment, or SIGSEGV outside the address space", async () => {
     rig = startTrapRig();
     rig.vmm.region(REGION, 4096);

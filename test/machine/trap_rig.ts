@@ -14,6 +14,7 @@ import {
   AccessType,
   FaultResult,
   type HandlePageFaultRequest,
+  type HandlePageFaultResponseSchema,
   type KernelCallRequest as VmmRequest,
   type KernelCallResponseSchema as VmmResponseSchema,
   VmmService,
@@ -21,6 +22,7 @@ import {
 import { Channel } from "../../lib/channel.ts";
 import { AstraError, Code, Errno } from "../../lib/errors.ts";
 import { InProcessRouter } from "../../lib/inproc.ts";
+import { logger } from "../../lib/log.ts";
 import { peersFrom } from "../../lib/module.ts";
 import type { ServiceImpl } from "../../lib/rpc.ts";
 import { bindService, pendingMethods } from "../../lib/server.ts";
@@ -28,6 +30,7 @@ import type { SlbEntry } from "../../lib/ppc/hpt.ts";
 import type { TrappedThread, UserAccess, UserFault, UserMemory } from "../../services/machine/kernel_side.ts";
 import { type PeerKernelSide, peerKernelSide } from "../../services/machine/trap_path.ts";
 import type { Vfs } from "../../services/storage/vfs/vfs.ts";
+import { servePageFaults } from "../../services/vmm/page_faults.ts";
 import { bindVfs } from "../../services/storage/vfs/service.ts";
 
 export const PAGE = 4096n;
@@ -144,8 +147,10 @@ export class FakeVmm {
   readonly regions: { start: bigint; end: bigint }[] = [];
   readonly faults: HandlePageFaultRequest[] = [];
   segmentRequests = 0;
-  /** When set, HandlePageFault and GetSegment fail with it. */
+  /** When set, page faults (unary or streamed) and GetSegment fail with it. */
   failure: AstraError | undefined;
+  /** When set, a streamed fault waits for what it returns before it is handled. */
+  gate: ((req: HandlePageFaultRequest) => Promise<void>) | undefined;
   readonly kernelCalls = new ScriptedKernelCalls<VmmRequest, MessageInitShape<typeof VmmResponseSchema>>();
 
   constructor(readonly memory: PagedMemory) {}
@@ -158,22 +163,30 @@ export class FakeVmm {
     return this.regions.some((r) => address >= r.start && address < r.end);
   }
 
+  #fault(req: HandlePageFaultRequest): MessageInitShape<typeof HandlePageFaultResponseSchema> {
+    if (this.failure) throw this.failure;
+    this.faults.push(req);
+    if (!this.#inRegion(req.address)) {
+      return { result: FaultResult.SIGSEGV_MAPERR, signalAddress: req.address };
+    }
+    const page = req.address / PAGE * PAGE;
+    if (req.access === AccessType.WRITE && this.memory.pages.get(page / PAGE)?.writable === false) {
+      return { result: FaultResult.SIGSEGV_ACCERR, signalAddress: req.address };
+    }
+    this.memory.map(page, Number(PAGE));
+    return { result: FaultResult.MAPPED };
+  }
+
   impl(): ServiceImpl<typeof VmmService> {
     return {
       ...pendingMethods(VmmService, "the trap path's tests"),
-      handlePageFault: (req) => {
-        if (this.failure) throw this.failure;
-        this.faults.push(req);
-        if (!this.#inRegion(req.address)) {
-          return { result: FaultResult.SIGSEGV_MAPERR, signalAddress: req.address };
-        }
-        const page = req.address / PAGE * PAGE;
-        if (req.access === AccessType.WRITE && this.memory.pages.get(page / PAGE)?.writable === false) {
-          return { result: FaultResult.SIGSEGV_ACCERR, signalAddress: req.address };
-        }
-        this.memory.map(page, Number(PAGE));
-        return { result: FaultResult.MAPPED };
-      },
+      handlePageFault: (req) => this.#fault(req),
+      // The real stream server around the fake's faults: what the machine's side is tested against.
+      pageFaults: (requests) =>
+        servePageFaults(requests, async (req) => {
+          await this.gate?.(req);
+          return this.#fault(req);
+        }, logger("vmm")),
       getSegment: (req) => {
         if (this.failure) throw this.failure;
         this.segmentRequests++;

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file astra/machine/v1/machine.proto.
  */
 export const file_astra_machine_v1_machine: GenFile = /*@__PURE__*/
-  fileDesc("Ch5hc3RyYS9tYWNoaW5lL3YxL21hY2hpbmUucHJvdG8SEGFzdHJhLm1hY2hpbmUudjEiEAoOR2V0SW5mb1JlcXVlc3QiyAMKD0dldEluZm9SZXNwb25zZRINCgVtb2RlbBgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCRIRCgljcHVfY291bnQYAyABKA0SFAoMbWVtb3J5X2J5dGVzGAQgASgEEh0KFXJlc2lkZW50X21lbW9yeV9ieXRlcxgFIAEoBBIuCgpudW1hX25vZGVzGAYgAygLMhouYXN0cmEubWFjaGluZS52MS5OdW1hTm9kZRIaChJ0aW1lYmFzZV9mcmVxdWVuY3kYByABKAQSEAoIdGltZWJhc2UYCCABKAQSFAoMdXB0aW1lX25hbm9zGAkgASgEEioKBGNwdXMYCiADKAsyHC5hc3RyYS5tYWNoaW5lLnYxLkNwdVN1bW1hcnkSLQoHZGV2aWNlcxgLIAMoCzIcLmFzdHJhLm1hY2hpbmUudjEuRGV2aWNlSW5mbxINCgVod2NhcBgMIAEoBBIOCgZod2NhcDIYDSABKAQSGgoSZGNhY2hlX2Jsb2NrX2J5dGVzGA4gASgNEhoKEmljYWNoZV9ibG9ja19ieXRlcxgPIAEoDRITCgtodGFiX29yaWdpbhgQIAEoBBIRCglodGFiX3NpemUYESABKA0iFQoTR2V0TWVtb3J5TWFwUmVxdWVzdCJ3ChRHZXRNZW1vcnlNYXBSZXNwb25zZRIvCgdyZWdpb25zGAEgAygLMh4uYXN0cmEubWFjaGluZS52MS5NZW1vcnlSZWdpb24SLgoKbnVtYV9ub2RlcxgCIAMoCzIaLmFzdHJhLm1hY2hpbmUudjEuTnVtYU5vZGUiNgoTUmVhZFBoeXNpY2FsUmVxdWVzdBIPCgdhZGRyZXNzGAEgASgEEg4KBmxlbmd0aBgCIAEoBCIkChRSZWFkUGh5c2ljYWxSZXNwb25zZRIMCgRkYXRhGAEgASgMIjUKFFdyaXRlUGh5c2ljYWxSZXF1ZXN0Eg8KB2FkZHJlc3MYASABKAQSDAoEZGF0YRgCIAEoDCIXChVXcml0ZVBoeXNpY2FsUmVzcG9uc2UiRQoTRmlsbFBoeXNpY2FsUmVxdWVzdBIPCgdhZGRyZXNzGAEgASgEEg4KBmxlbmd0aBgCIAEoBBINCgV2YWx1ZRgDIAEoDSIWChRGaWxsUGh5c2ljYWxSZXNwb25zZSIxCg9SZWFkTW1pb1JlcXVlc3QSDwoHYWRkcmVzcxgBIAEoBBINCgV3aWR0aBgCIAEoDSIhChBSZWFkTW1pb1Jlc3BvbnNlEg0KBXZhbHVlGAEgASgEIkEKEFdyaXRlTW1pb1JlcXVlc3QSDwoHYWRkcmVzcxgBIAEoBBINCgV3aWR0aBgCIAEoDRINCgV2YWx1ZRgDIAEoBCITChFXcml0ZU1taW9SZXNwb25zZSJIChRBY2Nlc3NEZXZpY2VzUmVxdWVzdBIwCghhY2Nlc3NlcxgBIAMoCzIeLmFzdHJhLm1hY2hpbmUudjEuRGV2aWNlQWNjZXNzIvABCgxEZXZpY2VBY2Nlc3MSNwoNcmVhZF9waHlzaWNhbBgBIAEoCzIeLmFzdHJhLm1hY2hpbmUudjEuUGh5c2ljYWxSZWFkSAASOQoOd3JpdGVfcGh5c2ljYWwYAiABKAsyHy5hc3RyYS5tYWNoaW5lLnYxLlBoeXNpY2FsV3JpdGVIABIvCglyZWFkX21taW8YAyABKAsyGi5hc3RyYS5tYWNoaW5lLnYxLk1taW9SZWFkSAASMQoKd3JpdGVfbW1pbxgEIAEoCzIbLmFzdHJhLm1hY2hpbmUudjEuTW1pb1dyaXRlSABCCAoGYWNjZXNzIi8KDFBoeXNpY2FsUmVhZBIPCgdhZGRyZXNzGAEgASgEEg4KBmxlbmd0aBgCIAEoBCIuCg1QaHlzaWNhbFdyaXRlEg8KB2FkZHJlc3MYASABKAQSDAoEZGF0YRgCIAEoDCIqCghNbWlvUmVhZBIPCgdhZGRyZXNzGAEgASgEEg0KBXdpZHRoGAIgASgNIjoKCU1taW9Xcml0ZRIPCgdhZGRyZXNzGAEgASgEEg0KBXdpZHRoGAIgASgNEg0KBXZhbHVlGAMgASgEIk4KFUFjY2Vzc0RldmljZXNSZXNwb25zZRI1CgdyZXN1bHRzGAEgAygLMiQuYXN0cmEubWFjaGluZS52MS5EZXZpY2VBY2Nlc3NSZXN1bHQiPwoSRGV2aWNlQWNjZXNzUmVzdWx0Eg4KBGRhdGEYASABKAxIABIPCgV2YWx1ZRgCIAEoBEgAQggKBnJlc3VsdCJCChJSZWFkVmlydHVhbFJlcXVlc3QSCwoDdGlkGAEgASgFEg8KB2FkZHJlc3MYAiABKAQSDgoGbGVuZ3RoGAMgASgEIiMKE1JlYWRWaXJ0dWFsUmVzcG9uc2USDAoEZGF0YRgBIAEoDCJBChNXcml0ZVZpcnR1YWxSZXF1ZXN0EgsKA3RpZBgBIAEoBRIPCgdhZGRyZXNzGAIgASgEEgwKBGRhdGEYAyABKAwiFgoUV3JpdGVWaXJ0dWFsUmVzcG9uc2UiEQoPTGlzdENwdXNSZXF1ZXN0Ij4KEExpc3RDcHVzUmVzcG9uc2USKgoEY3B1cxgBIAMoCzIcLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3VtbWFyeSIhChJHZXRDcHVTdGF0ZVJlcXVlc3QSCwoDY3B1GAEgASgNIm8KE0dldENwdVN0YXRlUmVzcG9uc2USLQoHc3VtbWFyeRgBIAEoCzIcLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3VtbWFyeRIpCgVzdGF0ZRgCIAEoCzIaLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3RhdGUiTAoSU2V0Q3B1U3RhdGVSZXF1ZXN0EgsKA2NwdRgBIAEoDRIpCgVzdGF0ZRgCIAEoCzIaLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3RhdGUiFQoTU2V0Q3B1U3RhdGVSZXNwb25zZSIeCg9TdGFydENwdVJlcXVlc3QSCwoDY3B1GAEgASgNIkEKEFN0YXJ0Q3B1UmVzcG9uc2USLQoHc3VtbWFyeRgBIAEoCzIcLmFzdHJhLm1hY2hpbmUudjEuQ3B1U3VtbWFyeSIdCg5TdG9wQ3B1UmVxdWVzdBILCgNjcHUYASABKA0iQAoPU3RvcENwdVJlc3BvbnNlEi0KB3N1bW1hcnkYASABKAsyHC5hc3RyYS5tYWNoaW5lLnYxLkNwdVN1bW1hcnkiZQoaQ3JlYXRlVGhyZWFkQ29udGV4dFJlcXVlc3QSMAoHY29udGV4dBgBIAEoCzIfLmFzdHJhLm1hY2hpbmUudjEuVGhyZWFkQ29udGV4dBIVCg1jb3B5X2Zyb21fdGlkGAIgASgFIh0KG0NyZWF0ZVRocmVhZENvbnRleHRSZXNwb25zZSImChdHZXRUaHJlYWRDb250ZXh0UmVxdWVzdBILCgN0aWQYASABKAUiWQoYR2V0VGhyZWFkQ29udGV4dFJlc3BvbnNlEjAKB2NvbnRleHQYASABKAsyHy5hc3RyYS5tYWNoaW5lLnYxLlRocmVhZENvbnRleHQSCwoDY3B1GAIgASgFIqQBChdTZXRUaHJlYWRDb250ZXh0UmVxdWVzdBILCgN0aWQYASABKAUSLgoJcmVnaXN0ZXJzGAIgASgLMhsuYXN0cmEubWFjaGluZS52MS5SZWdpc3RlcnMSMgoIc2VnbWVudHMYAyADKAsyIC5hc3RyYS5tYWNoaW5lLnYxLlNlZ21lbnRNYXBwaW5nEhgKEHJlcGxhY2Vfc2VnbWVudHMYBCABKAgiGgoYU2V0VGhyZWFkQ29udGV4dFJlc3BvbnNlIikKGkRlbGV0ZVRocmVhZENvbnRleHRSZXF1ZXN0EgsKA3RpZBgBIAEoBSIdChtEZWxldGVUaHJlYWRDb250ZXh0UmVzcG9uc2UiLAoQUnVuVGhyZWFkUmVxdWVzdBILCgNjcHUYASABKA0SCwoDdGlkGAIgASgFIhMKEVJ1blRocmVhZFJlc3BvbnNlIkIKGFNldFBhcnRpdGlvblRhYmxlUmVxdWVzdBITCgtodGFiX29yaWdpbhgBIAEoBBIRCglodGFiX3NpemUYAiABKA0iOAoZU2V0UGFydGl0aW9uVGFibGVSZXNwb25zZRIbChNlbnRyaWVzX2ludmFsaWRhdGVkGAEgASgEIowBChRJbnZhbGlkYXRlVGxiUmVxdWVzdBIpCgVzY29wZRgBIAEoDjIaLmFzdHJhLm1hY2hpbmUudjEuVGxiU2NvcGUSDAoEdnNpZBgCIAEoBBIZChFlZmZlY3RpdmVfYWRkcmVzcxgDIAEoBBISCgpwYWdlX3NoaWZ0GAQgASgNEgwKBGNwdXMYBSADKA0iNAoVSW52YWxpZGF0ZVRsYlJlc3BvbnNlEhsKE2VudHJpZXNfaW52YWxpZGF0ZWQYASABKAQiIwoTV3JpdGVDb25zb2xlUmVxdWVzdBIMCgRkYXRhGAEgASgMIhYKFFdyaXRlQ29uc29sZVJlc3BvbnNlIi8KFENvbnNvbGVPdXRwdXRSZXF1ZXN0EhcKD2luY2x1ZGVfaGlzdG9yeRgBIAEoCCI1ChVDb25zb2xlT3V0cHV0UmVzcG9uc2USDAoEZGF0YRgBIAEoDBIOCgZvZmZzZXQYAiABKAQiKAoYV3JpdGVDb25zb2xlSW5wdXRSZXF1ZXN0EgwKBGRhdGEYASABKAwiLQoZV3JpdGVDb25zb2xlSW5wdXRSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoBCISChBMaXN0RGlza3NSZXF1ZXN0Ij4KEUxpc3REaXNrc1Jlc3BvbnNlEikKBWRpc2tzGAEgAygLMhouYXN0cmEubWFjaGluZS52MS5EaXNrSW5mbyJ/ChFBdHRhY2hEaXNrUmVxdWVzdBIwCghsb2NhdGlvbhgBIAEoCzIeLmFzdHJhLm1hY2hpbmUudjEuRGlza0xvY2F0aW9uEhIKCmltYWdlX3BhdGgYAiABKAkSEgoKc2l6ZV9ieXRlcxgDIAEoBBIQCghsYmFfc2l6ZRgEIAEoDSI+ChJBdHRhY2hEaXNrUmVzcG9uc2USKAoEZGlzaxgBIAEoCzIaLmFzdHJhLm1hY2hpbmUudjEuRGlza0luZm8iVwoRRGV0YWNoRGlza1JlcXVlc3QSMAoIbG9jYXRpb24YASABKAsyHi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tMb2NhdGlvbhIQCghzdXJwcmlzZRgCIAEoCCJBChJEZXRhY2hEaXNrUmVzcG9uc2USFgoOd3JpdGVzX2ZsdXNoZWQYASABKAQSEwoLd3JpdGVzX2xvc3QYAiABKAQiqwEKD1Bvd2VyQ3V0UmVxdWVzdBIwCghsb2NhdGlvbhgBIAEoCzIeLmFzdHJhLm1hY2hpbmUudjEuRGlza0xvY2F0aW9uEiwKBG1vZGUYAiABKA4yHi5hc3RyYS5tYWNoaW5lLnYxLlBvd2VyQ3V0TW9kZRIVCg1wcmVmaXhfd3JpdGVzGAMgASgEEgwKBHNlZWQYBCABKAQSEwoLdGVhcl9zZWN0b3IYBSABKAgingEKEFBvd2VyQ3V0UmVzcG9uc2USGAoQd3JpdGVzX3BlcnNpc3RlZBgBIAEoBBITCgt3cml0ZXNfbG9zdBgCIAEoBBIQCgh0b3JuX2xiYRgDIAEoBBIMCgR0b3JuGAQgASgIEgwKBHNlZWQYBSABKAQSLQoFZGlza3MYBiADKAsyHi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tQb3dlckN1dCKxAQoMRGlza1Bvd2VyQ3V0EjAKCGxvY2F0aW9uGAEgASgLMh4uYXN0cmEubWFjaGluZS52MS5EaXNrTG9jYXRpb24SGAoQd3JpdGVzX3BlcnNpc3RlZBgCIAEoBBITCgt3cml0ZXNfbG9zdBgDIAEoBBIMCgR0b3JuGAQgASgIEhAKCHRvcm5fbGJhGAUgASgEEhIKCnRvcm5fYnl0ZXMYBiABKA0SDAoEc2VlZBgHIAEoBCKmAQoSSW5qZWN0RmF1bHRSZXF1ZXN0EjAKCGxvY2F0aW9uGAEgASgLMh4uYXN0cmEubWFjaGluZS52MS5EaXNrTG9jYXRpb24SKQoEa2luZBgCIAEoDjIbLmFzdHJhLm1hY2hpbmUudjEuRmF1bHRLaW5kEhEKCWxiYV9maXJzdBgDIAEoBBIRCglsYmFfY291bnQYBCABKAQSDQoFY291bnQYBSABKA0iJwoTSW5qZWN0RmF1bHRSZXNwb25zZRIQCghmYXVsdF9pZBgBIAEoBCJYChJDbGVhckZhdWx0c1JlcXVlc3QSMAoIbG9jYXRpb24YASABKAsyHi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tMb2NhdGlvbhIQCghmYXVsdF9pZBgCIAEoBCImChNDbGVhckZhdWx0c1Jlc3BvbnNlEg8KB2NsZWFyZWQYASABKA0qYwoIVGxiU2NvcGUSGQoVVExCX1NDT1BFX1VOU1BFQ0lGSUVEEAASEgoOVExCX1NDT1BFX1BBR0UQARIVChFUTEJfU0NPUEVfU0VHTUVOVBACEhEKDVRMQl9TQ09QRV9BTEwQAzKZFwoOTWFjaGluZVNlcnZpY2USUwoHR2V0SW5mbxIgLmFzdHJhLm1hY2hpbmUudjEuR2V0SW5mb1JlcXVlc3QaIS5hc3RyYS5tYWNoaW5lLnYxLkdldEluZm9SZXNwb25zZSIDkAIBEmIKDEdldE1lbW9yeU1hcBIlLmFzdHJhLm1hY2hpbmUudjEuR2V0TWVtb3J5TWFwUmVxdWVzdBomLmFzdHJhLm1hY2hpbmUudjEuR2V0TWVtb3J5TWFwUmVzcG9uc2UiA5ACARJdCgxSZWFkUGh5c2ljYWwSJS5hc3RyYS5tYWNoaW5lLnYxLlJlYWRQaHlzaWNhbFJlcXVlc3QaJi5hc3RyYS5tYWNoaW5lLnYxLlJlYWRQaHlzaWNhbFJlc3BvbnNlEmAKDVdyaXRlUGh5c2ljYWwSJi5hc3RyYS5tYWNoaW5lLnYxLldyaXRlUGh5c2ljYWxSZXF1ZXN0GicuYXN0cmEubWFjaGluZS52MS5Xcml0ZVBoeXNpY2FsUmVzcG9uc2USXQoMRmlsbFBoeXNpY2FsEiUuYXN0cmEubWFjaGluZS52MS5GaWxsUGh5c2ljYWxSZXF1ZXN0GiYuYXN0cmEubWFjaGluZS52MS5GaWxsUGh5c2ljYWxSZXNwb25zZRJRCghSZWFkTW1pbxIhLmFzdHJhLm1hY2hpbmUudjEuUmVhZE1taW9SZXF1ZXN0GiIuYXN0cmEubWFjaGluZS52MS5SZWFkTW1pb1Jlc3BvbnNlElQKCVdyaXRlTW1pbxIiLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVNbWlvUmVxdWVzdBojLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVNbWlvUmVzcG9uc2USYAoNQWNjZXNzRGV2aWNlcxImLmFzdHJhLm1hY2hpbmUudjEuQWNjZXNzRGV2aWNlc1JlcXVlc3QaJy5hc3RyYS5tYWNoaW5lLnYxLkFjY2Vzc0RldmljZXNSZXNwb25zZRJaCgtSZWFkVmlydHVhbBIkLmFzdHJhLm1hY2hpbmUudjEuUmVhZFZpcnR1YWxSZXF1ZXN0GiUuYXN0cmEubWFjaGluZS52MS5SZWFkVmlydHVhbFJlc3BvbnNlEl0KDFdyaXRlVmlydHVhbBIlLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVWaXJ0dWFsUmVxdWVzdBomLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVWaXJ0dWFsUmVzcG9uc2USVgoITGlzdENwdXMSIS5hc3RyYS5tYWNoaW5lLnYxLkxpc3RDcHVzUmVxdWVzdBoiLmFzdHJhLm1hY2hpbmUudjEuTGlzdENwdXNSZXNwb25zZSIDkAIBEl8KC0dldENwdVN0YXRlEiQuYXN0cmEubWFjaGluZS52MS5HZXRDcHVTdGF0ZVJlcXVlc3QaJS5hc3RyYS5tYWNoaW5lLnYxLkdldENwdVN0YXRlUmVzcG9uc2UiA5ACARJaCgtTZXRDcHVTdGF0ZRIkLmFzdHJhLm1hY2hpbmUudjEuU2V0Q3B1U3RhdGVSZXF1ZXN0GiUuYXN0cmEubWFjaGluZS52MS5TZXRDcHVTdGF0ZVJlc3BvbnNlElEKCFN0YXJ0Q3B1EiEuYXN0cmEubWFjaGluZS52MS5TdGFydENwdVJlcXVlc3QaIi5hc3RyYS5tYWNoaW5lLnYxLlN0YXJ0Q3B1UmVzcG9uc2USTgoHU3RvcENwdRIgLmFzdHJhLm1hY2hpbmUudjEuU3RvcENwdVJlcXVlc3QaIS5hc3RyYS5tYWNoaW5lLnYxLlN0b3BDcHVSZXNwb25zZRJyChNDcmVhdGVUaHJlYWRDb250ZXh0EiwuYXN0cmEubWFjaGluZS52MS5DcmVhdGVUaHJlYWRDb250ZXh0UmVxdWVzdBotLmFzdHJhLm1hY2hpbmUudjEuQ3JlYXRlVGhyZWFkQ29udGV4dFJlc3BvbnNlEm4KEEdldFRocmVhZENvbnRleHQSKS5hc3RyYS5tYWNoaW5lLnYxLkdldFRocmVhZENvbnRleHRSZXF1ZXN0GiouYXN0cmEubWFjaGluZS52MS5HZXRUaHJlYWRDb250ZXh0UmVzcG9uc2UiA5ACARJpChBTZXRUaHJlYWRDb250ZXh0EikuYXN0cmEubWFjaGluZS52MS5TZXRUaHJlYWRDb250ZXh0UmVxdWVzdBoqLmFzdHJhLm1hY2hpbmUudjEuU2V0VGhyZWFkQ29udGV4dFJlc3BvbnNlEnIKE0RlbGV0ZVRocmVhZENvbnRleHQSLC5hc3RyYS5tYWNoaW5lLnYxLkRlbGV0ZVRocmVhZENvbnRleHRSZXF1ZXN0Gi0uYXN0cmEubWFjaGluZS52MS5EZWxldGVUaHJlYWRDb250ZXh0UmVzcG9uc2USVAoJUnVuVGhyZWFkEiIuYXN0cmEubWFjaGluZS52MS5SdW5UaHJlYWRSZXF1ZXN0GiMuYXN0cmEubWFjaGluZS52MS5SdW5UaHJlYWRSZXNwb25zZRJsChFTZXRQYXJ0aXRpb25UYWJsZRIqLmFzdHJhLm1hY2hpbmUudjEuU2V0UGFydGl0aW9uVGFibGVSZXF1ZXN0GisuYXN0cmEubWFjaGluZS52MS5TZXRQYXJ0aXRpb25UYWJsZVJlc3BvbnNlEmAKDUludmFsaWRhdGVUbGISJi5hc3RyYS5tYWNoaW5lLnYxLkludmFsaWRhdGVUbGJSZXF1ZXN0GicuYXN0cmEubWFjaGluZS52MS5JbnZhbGlkYXRlVGxiUmVzcG9uc2USXQoMV3JpdGVDb25zb2xlEiUuYXN0cmEubWFjaGluZS52MS5Xcml0ZUNvbnNvbGVSZXF1ZXN0GiYuYXN0cmEubWFjaGluZS52MS5Xcml0ZUNvbnNvbGVSZXNwb25zZRJiCg1Db25zb2xlT3V0cHV0EiYuYXN0cmEubWFjaGluZS52MS5Db25zb2xlT3V0cHV0UmVxdWVzdBonLmFzdHJhLm1hY2hpbmUudjEuQ29uc29sZU91dHB1dFJlc3BvbnNlMAESbAoRV3JpdGVDb25zb2xlSW5wdXQSKi5hc3RyYS5tYWNoaW5lLnYxLldyaXRlQ29uc29sZUlucHV0UmVxdWVzdBorLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVDb25zb2xlSW5wdXRSZXNwb25zZRJZCglMaXN0RGlza3MSIi5hc3RyYS5tYWNoaW5lLnYxLkxpc3REaXNrc1JlcXVlc3QaIy5hc3RyYS5tYWNoaW5lLnYxLkxpc3REaXNrc1Jlc3BvbnNlIgOQAgESVwoKQXR0YWNoRGlzaxIjLmFzdHJhLm1hY2hpbmUudjEuQXR0YWNoRGlza1JlcXVlc3QaJC5hc3RyYS5tYWNoaW5lLnYxLkF0dGFjaERpc2tSZXNwb25zZRJXCgpEZXRhY2hEaXNrEiMuYXN0cmEubWFjaGluZS52MS5EZXRhY2hEaXNrUmVxdWVzdBokLmFzdHJhLm1hY2hpbmUudjEuRGV0YWNoRGlza1Jlc3BvbnNlElEKCFBvd2VyQ3V0EiEuYXN0cmEubWFjaGluZS52MS5Qb3dlckN1dFJlcXVlc3QaIi5hc3RyYS5tYWNoaW5lLnYxLlBvd2VyQ3V0UmVzcG9uc2USWgoLSW5qZWN0RmF1bHQSJC5hc3RyYS5tYWNoaW5lLnYxLkluamVjdEZhdWx0UmVxdWVzdBolLmFzdHJhLm1hY2hpbmUudjEuSW5qZWN0RmF1bHRSZXNwb25zZRJaCgtDbGVhckZhdWx0cxIkLmFzdHJhLm1hY2hpbmUudjEuQ2xlYXJGYXVsdHNSZXF1ZXN0GiUuYXN0cmEubWFjaGluZS52MS5DbGVhckZhdWx0c1Jlc3BvbnNlYgZwcm90bzM", [file_astra_machine_v1_cpu, file_astra_machine_v1_devices]);
+  fileDesc("Ch5hc3RyYS9tYWNoaW5lL3YxL21hY2hpbmUucHJvdG8SEGFzdHJhLm1hY2hpbmUudjEiEAoOR2V0SW5mb1JlcXVlc3QiyAMKD0dldEluZm9SZXNwb25zZRINCgVtb2RlbBgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCRIRCgljcHVfY291bnQYAyABKA0SFAoMbWVtb3J5X2J5dGVzGAQgASgEEh0KFXJlc2lkZW50X21lbW9yeV9ieXRlcxgFIAEoBBIuCgpudW1hX25vZGVzGAYgAygLMhouYXN0cmEubWFjaGluZS52MS5OdW1hTm9kZRIaChJ0aW1lYmFzZV9mcmVxdWVuY3kYByABKAQSEAoIdGltZWJhc2UYCCABKAQSFAoMdXB0aW1lX25hbm9zGAkgASgEEioKBGNwdXMYCiADKAsyHC5hc3RyYS5tYWNoaW5lLnYxLkNwdVN1bW1hcnkSLQoHZGV2aWNlcxgLIAMoCzIcLmFzdHJhLm1hY2hpbmUudjEuRGV2aWNlSW5mbxINCgVod2NhcBgMIAEoBBIOCgZod2NhcDIYDSABKAQSGgoSZGNhY2hlX2Jsb2NrX2J5dGVzGA4gASgNEhoKEmljYWNoZV9ibG9ja19ieXRlcxgPIAEoDRITCgtodGFiX29yaWdpbhgQIAEoBBIRCglodGFiX3NpemUYESABKA0iFQoTR2V0TWVtb3J5TWFwUmVxdWVzdCJ3ChRHZXRNZW1vcnlNYXBSZXNwb25zZRIvCgdyZWdpb25zGAEgAygLMh4uYXN0cmEubWFjaGluZS52MS5NZW1vcnlSZWdpb24SLgoKbnVtYV9ub2RlcxgCIAMoCzIaLmFzdHJhLm1hY2hpbmUudjEuTnVtYU5vZGUiNgoTUmVhZFBoeXNpY2FsUmVxdWVzdBIPCgdhZGRyZXNzGAEgASgEEg4KBmxlbmd0aBgCIAEoBCIkChRSZWFkUGh5c2ljYWxSZXNwb25zZRIMCgRkYXRhGAEgASgMIjUKFFdyaXRlUGh5c2ljYWxSZXF1ZXN0Eg8KB2FkZHJlc3MYASABKAQSDAoEZGF0YRgCIAEoDCIXChVXcml0ZVBoeXNpY2FsUmVzcG9uc2UiRQoTRmlsbFBoeXNpY2FsUmVxdWVzdBIPCgdhZGRyZXNzGAEgASgEEg4KBmxlbmd0aBgCIAEoBBINCgV2YWx1ZRgDIAEoDSIWChRGaWxsUGh5c2ljYWxSZXNwb25zZSIxCg9SZWFkTW1pb1JlcXVlc3QSDwoHYWRkcmVzcxgBIAEoBBINCgV3aWR0aBgCIAEoDSIhChBSZWFkTW1pb1Jlc3BvbnNlEg0KBXZhbHVlGAEgASgEIkEKEFdyaXRlTW1pb1JlcXVlc3QSDwoHYWRkcmVzcxgBIAEoBBINCgV3aWR0aBgCIAEoDRINCgV2YWx1ZRgDIAEoBCITChFXcml0ZU1taW9SZXNwb25zZSJIChRBY2Nlc3NEZXZpY2VzUmVxdWVzdBIwCghhY2Nlc3NlcxgBIAMoCzIeLmFzdHJhLm1hY2hpbmUudjEuRGV2aWNlQWNjZXNzIqkCCgxEZXZpY2VBY2Nlc3MSNwoNcmVhZF9waHlzaWNhbBgBIAEoCzIeLmFzdHJhLm1hY2hpbmUudjEuUGh5c2ljYWxSZWFkSAASOQoOd3JpdGVfcGh5c2ljYWwYAiABKAsyHy5hc3RyYS5tYWNoaW5lLnYxLlBoeXNpY2FsV3JpdGVIABIvCglyZWFkX21taW8YAyABKAsyGi5hc3RyYS5tYWNoaW5lLnYxLk1taW9SZWFkSAASMQoKd3JpdGVfbW1pbxgEIAEoCzIbLmFzdHJhLm1hY2hpbmUudjEuTW1pb1dyaXRlSAASNwoNZmlsbF9waHlzaWNhbBgFIAEoCzIeLmFzdHJhLm1hY2hpbmUudjEuUGh5c2ljYWxGaWxsSABCCAoGYWNjZXNzIi8KDFBoeXNpY2FsUmVhZBIPCgdhZGRyZXNzGAEgASgEEg4KBmxlbmd0aBgCIAEoBCIuCg1QaHlzaWNhbFdyaXRlEg8KB2FkZHJlc3MYASABKAQSDAoEZGF0YRgCIAEoDCI+CgxQaHlzaWNhbEZpbGwSDwoHYWRkcmVzcxgBIAEoBBIOCgZsZW5ndGgYAiABKAQSDQoFdmFsdWUYAyABKA0iKgoITW1pb1JlYWQSDwoHYWRkcmVzcxgBIAEoBBINCgV3aWR0aBgCIAEoDSI6CglNbWlvV3JpdGUSDwoHYWRkcmVzcxgBIAEoBBINCgV3aWR0aBgCIAEoDRINCgV2YWx1ZRgDIAEoBCJOChVBY2Nlc3NEZXZpY2VzUmVzcG9uc2USNQoHcmVzdWx0cxgBIAMoCzIkLmFzdHJhLm1hY2hpbmUudjEuRGV2aWNlQWNjZXNzUmVzdWx0Ij8KEkRldmljZUFjY2Vzc1Jlc3VsdBIOCgRkYXRhGAEgASgMSAASDwoFdmFsdWUYAiABKARIAEIICgZyZXN1bHQiQgoSUmVhZFZpcnR1YWxSZXF1ZXN0EgsKA3RpZBgBIAEoBRIPCgdhZGRyZXNzGAIgASgEEg4KBmxlbmd0aBgDIAEoBCIjChNSZWFkVmlydHVhbFJlc3BvbnNlEgwKBGRhdGEYASABKAwiQQoTV3JpdGVWaXJ0dWFsUmVxdWVzdBILCgN0aWQYASABKAUSDwoHYWRkcmVzcxgCIAEoBBIMCgRkYXRhGAMgASgMIhYKFFdyaXRlVmlydHVhbFJlc3BvbnNlIhEKD0xpc3RDcHVzUmVxdWVzdCI+ChBMaXN0Q3B1c1Jlc3BvbnNlEioKBGNwdXMYASADKAsyHC5hc3RyYS5tYWNoaW5lLnYxLkNwdVN1bW1hcnkiIQoSR2V0Q3B1U3RhdGVSZXF1ZXN0EgsKA2NwdRgBIAEoDSJvChNHZXRDcHVTdGF0ZVJlc3BvbnNlEi0KB3N1bW1hcnkYASABKAsyHC5hc3RyYS5tYWNoaW5lLnYxLkNwdVN1bW1hcnkSKQoFc3RhdGUYAiABKAsyGi5hc3RyYS5tYWNoaW5lLnYxLkNwdVN0YXRlIkwKElNldENwdVN0YXRlUmVxdWVzdBILCgNjcHUYASABKA0SKQoFc3RhdGUYAiABKAsyGi5hc3RyYS5tYWNoaW5lLnYxLkNwdVN0YXRlIhUKE1NldENwdVN0YXRlUmVzcG9uc2UiHgoPU3RhcnRDcHVSZXF1ZXN0EgsKA2NwdRgBIAEoDSJBChBTdGFydENwdVJlc3BvbnNlEi0KB3N1bW1hcnkYASABKAsyHC5hc3RyYS5tYWNoaW5lLnYxLkNwdVN1bW1hcnkiHQoOU3RvcENwdVJlcXVlc3QSCwoDY3B1GAEgASgNIkAKD1N0b3BDcHVSZXNwb25zZRItCgdzdW1tYXJ5GAEgASgLMhwuYXN0cmEubWFjaGluZS52MS5DcHVTdW1tYXJ5ImUKGkNyZWF0ZVRocmVhZENvbnRleHRSZXF1ZXN0EjAKB2NvbnRleHQYASABKAsyHy5hc3RyYS5tYWNoaW5lLnYxLlRocmVhZENvbnRleHQSFQoNY29weV9mcm9tX3RpZBgCIAEoBSIdChtDcmVhdGVUaHJlYWRDb250ZXh0UmVzcG9uc2UiJgoXR2V0VGhyZWFkQ29udGV4dFJlcXVlc3QSCwoDdGlkGAEgASgFIlkKGEdldFRocmVhZENvbnRleHRSZXNwb25zZRIwCgdjb250ZXh0GAEgASgLMh8uYXN0cmEubWFjaGluZS52MS5UaHJlYWRDb250ZXh0EgsKA2NwdRgCIAEoBSKkAQoXU2V0VGhyZWFkQ29udGV4dFJlcXVlc3QSCwoDdGlkGAEgASgFEi4KCXJlZ2lzdGVycxgCIAEoCzIbLmFzdHJhLm1hY2hpbmUudjEuUmVnaXN0ZXJzEjIKCHNlZ21lbnRzGAMgAygLMiAuYXN0cmEubWFjaGluZS52MS5TZWdtZW50TWFwcGluZxIYChByZXBsYWNlX3NlZ21lbnRzGAQgASgIIhoKGFNldFRocmVhZENvbnRleHRSZXNwb25zZSIpChpEZWxldGVUaHJlYWRDb250ZXh0UmVxdWVzdBILCgN0aWQYASABKAUiHQobRGVsZXRlVGhyZWFkQ29udGV4dFJlc3BvbnNlIiwKEFJ1blRocmVhZFJlcXVlc3QSCwoDY3B1GAEgASgNEgsKA3RpZBgCIAEoBSITChFSdW5UaHJlYWRSZXNwb25zZSJCChhTZXRQYXJ0aXRpb25UYWJsZVJlcXVlc3QSEwoLaHRhYl9vcmlnaW4YASABKAQSEQoJaHRhYl9zaXplGAIgASgNIjgKGVNldFBhcnRpdGlvblRhYmxlUmVzcG9uc2USGwoTZW50cmllc19pbnZhbGlkYXRlZBgBIAEoBCKMAQoUSW52YWxpZGF0ZVRsYlJlcXVlc3QSKQoFc2NvcGUYASABKA4yGi5hc3RyYS5tYWNoaW5lLnYxLlRsYlNjb3BlEgwKBHZzaWQYAiABKAQSGQoRZWZmZWN0aXZlX2FkZHJlc3MYAyABKAQSEgoKcGFnZV9zaGlmdBgEIAEoDRIMCgRjcHVzGAUgAygNIjQKFUludmFsaWRhdGVUbGJSZXNwb25zZRIbChNlbnRyaWVzX2ludmFsaWRhdGVkGAEgASgEIiMKE1dyaXRlQ29uc29sZVJlcXVlc3QSDAoEZGF0YRgBIAEoDCIWChRXcml0ZUNvbnNvbGVSZXNwb25zZSIvChRDb25zb2xlT3V0cHV0UmVxdWVzdBIXCg9pbmNsdWRlX2hpc3RvcnkYASABKAgiNQoVQ29uc29sZU91dHB1dFJlc3BvbnNlEgwKBGRhdGEYASABKAwSDgoGb2Zmc2V0GAIgASgEIigKGFdyaXRlQ29uc29sZUlucHV0UmVxdWVzdBIMCgRkYXRhGAEgASgMIi0KGVdyaXRlQ29uc29sZUlucHV0UmVzcG9uc2USEAoIYWNjZXB0ZWQYASABKAQiEgoQTGlzdERpc2tzUmVxdWVzdCI+ChFMaXN0RGlza3NSZXNwb25zZRIpCgVkaXNrcxgBIAMoCzIaLmFzdHJhLm1hY2hpbmUudjEuRGlza0luZm8ifwoRQXR0YWNoRGlza1JlcXVlc3QSMAoIbG9jYXRpb24YASABKAsyHi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tMb2NhdGlvbhISCgppbWFnZV9wYXRoGAIgASgJEhIKCnNpemVfYnl0ZXMYAyABKAQSEAoIbGJhX3NpemUYBCABKA0iPgoSQXR0YWNoRGlza1Jlc3BvbnNlEigKBGRpc2sYASABKAsyGi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tJbmZvIlcKEURldGFjaERpc2tSZXF1ZXN0EjAKCGxvY2F0aW9uGAEgASgLMh4uYXN0cmEubWFjaGluZS52MS5EaXNrTG9jYXRpb24SEAoIc3VycHJpc2UYAiABKAgiQQoSRGV0YWNoRGlza1Jlc3BvbnNlEhYKDndyaXRlc19mbHVzaGVkGAEgASgEEhMKC3dyaXRlc19sb3N0GAIgASgEIqsBCg9Qb3dlckN1dFJlcXVlc3QSMAoIbG9jYXRpb24YASABKAsyHi5hc3RyYS5tYWNoaW5lLnYxLkRpc2tMb2NhdGlvbhIsCgRtb2RlGAIgASgOMh4uYXN0cmEubWFjaGluZS52MS5Qb3dlckN1dE1vZGUSFQoNcHJlZml4X3dyaXRlcxgDIAEoBBIMCgRzZWVkGAQgASgEEhMKC3RlYXJfc2VjdG9yGAUgASgIIp4BChBQb3dlckN1dFJlc3BvbnNlEhgKEHdyaXRlc19wZXJzaXN0ZWQYASABKAQSEwoLd3JpdGVzX2xvc3QYAiABKAQSEAoIdG9ybl9sYmEYAyABKAQSDAoEdG9ybhgEIAEoCBIMCgRzZWVkGAUgASgEEi0KBWRpc2tzGAYgAygLMh4uYXN0cmEubWFjaGluZS52MS5EaXNrUG93ZXJDdXQisQEKDERpc2tQb3dlckN1dBIwCghsb2NhdGlvbhgBIAEoCzIeLmFzdHJhLm1hY2hpbmUudjEuRGlza0xvY2F0aW9uEhgKEHdyaXRlc19wZXJzaXN0ZWQYAiABKAQSEwoLd3JpdGVzX2xvc3QYAyABKAQSDAoEdG9ybhgEIAEoCBIQCgh0b3JuX2xiYRgFIAEoBBISCgp0b3JuX2J5dGVzGAYgASgNEgwKBHNlZWQYByABKAQipgEKEkluamVjdEZhdWx0UmVxdWVzdBIwCghsb2NhdGlvbhgBIAEoCzIeLmFzdHJhLm1hY2hpbmUudjEuRGlza0xvY2F0aW9uEikKBGtpbmQYAiABKA4yGy5hc3RyYS5tYWNoaW5lLnYxLkZhdWx0S2luZBIRCglsYmFfZmlyc3QYAyABKAQSEQoJbGJhX2NvdW50GAQgASgEEg0KBWNvdW50GAUgASgNIicKE0luamVjdEZhdWx0UmVzcG9uc2USEAoIZmF1bHRfaWQYASABKAQiWAoSQ2xlYXJGYXVsdHNSZXF1ZXN0EjAKCGxvY2F0aW9uGAEgASgLMh4uYXN0cmEubWFjaGluZS52MS5EaXNrTG9jYXRpb24SEAoIZmF1bHRfaWQYAiABKAQiJgoTQ2xlYXJGYXVsdHNSZXNwb25zZRIPCgdjbGVhcmVkGAEgASgNKmMKCFRsYlNjb3BlEhkKFVRMQl9TQ09QRV9VTlNQRUNJRklFRBAAEhIKDlRMQl9TQ09QRV9QQUdFEAESFQoRVExCX1NDT1BFX1NFR01FTlQQAhIRCg1UTEJfU0NPUEVfQUxMEAMymRcKDk1hY2hpbmVTZXJ2aWNlElMKB0dldEluZm8SIC5hc3RyYS5tYWNoaW5lLnYxLkdldEluZm9SZXF1ZXN0GiEuYXN0cmEubWFjaGluZS52MS5HZXRJbmZvUmVzcG9uc2UiA5ACARJiCgxHZXRNZW1vcnlNYXASJS5hc3RyYS5tYWNoaW5lLnYxLkdldE1lbW9yeU1hcFJlcXVlc3QaJi5hc3RyYS5tYWNoaW5lLnYxLkdldE1lbW9yeU1hcFJlc3BvbnNlIgOQAgESXQoMUmVhZFBoeXNpY2FsEiUuYXN0cmEubWFjaGluZS52MS5SZWFkUGh5c2ljYWxSZXF1ZXN0GiYuYXN0cmEubWFjaGluZS52MS5SZWFkUGh5c2ljYWxSZXNwb25zZRJgCg1Xcml0ZVBoeXNpY2FsEiYuYXN0cmEubWFjaGluZS52MS5Xcml0ZVBoeXNpY2FsUmVxdWVzdBonLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVQaHlzaWNhbFJlc3BvbnNlEl0KDEZpbGxQaHlzaWNhbBIlLmFzdHJhLm1hY2hpbmUudjEuRmlsbFBoeXNpY2FsUmVxdWVzdBomLmFzdHJhLm1hY2hpbmUudjEuRmlsbFBoeXNpY2FsUmVzcG9uc2USUQoIUmVhZE1taW8SIS5hc3RyYS5tYWNoaW5lLnYxLlJlYWRNbWlvUmVxdWVzdBoiLmFzdHJhLm1hY2hpbmUudjEuUmVhZE1taW9SZXNwb25zZRJUCglXcml0ZU1taW8SIi5hc3RyYS5tYWNoaW5lLnYxLldyaXRlTW1pb1JlcXVlc3QaIy5hc3RyYS5tYWNoaW5lLnYxLldyaXRlTW1pb1Jlc3BvbnNlEmAKDUFjY2Vzc0RldmljZXMSJi5hc3RyYS5tYWNoaW5lLnYxLkFjY2Vzc0RldmljZXNSZXF1ZXN0GicuYXN0cmEubWFjaGluZS52MS5BY2Nlc3NEZXZpY2VzUmVzcG9uc2USWgoLUmVhZFZpcnR1YWwSJC5hc3RyYS5tYWNoaW5lLnYxLlJlYWRWaXJ0dWFsUmVxdWVzdBolLmFzdHJhLm1hY2hpbmUudjEuUmVhZFZpcnR1YWxSZXNwb25zZRJdCgxXcml0ZVZpcnR1YWwSJS5hc3RyYS5tYWNoaW5lLnYxLldyaXRlVmlydHVhbFJlcXVlc3QaJi5hc3RyYS5tYWNoaW5lLnYxLldyaXRlVmlydHVhbFJlc3BvbnNlElYKCExpc3RDcHVzEiEuYXN0cmEubWFjaGluZS52MS5MaXN0Q3B1c1JlcXVlc3QaIi5hc3RyYS5tYWNoaW5lLnYxLkxpc3RDcHVzUmVzcG9uc2UiA5ACARJfCgtHZXRDcHVTdGF0ZRIkLmFzdHJhLm1hY2hpbmUudjEuR2V0Q3B1U3RhdGVSZXF1ZXN0GiUuYXN0cmEubWFjaGluZS52MS5HZXRDcHVTdGF0ZVJlc3BvbnNlIgOQAgESWgoLU2V0Q3B1U3RhdGUSJC5hc3RyYS5tYWNoaW5lLnYxLlNldENwdVN0YXRlUmVxdWVzdBolLmFzdHJhLm1hY2hpbmUudjEuU2V0Q3B1U3RhdGVSZXNwb25zZRJRCghTdGFydENwdRIhLmFzdHJhLm1hY2hpbmUudjEuU3RhcnRDcHVSZXF1ZXN0GiIuYXN0cmEubWFjaGluZS52MS5TdGFydENwdVJlc3BvbnNlEk4KB1N0b3BDcHUSIC5hc3RyYS5tYWNoaW5lLnYxLlN0b3BDcHVSZXF1ZXN0GiEuYXN0cmEubWFjaGluZS52MS5TdG9wQ3B1UmVzcG9uc2UScgoTQ3JlYXRlVGhyZWFkQ29udGV4dBIsLmFzdHJhLm1hY2hpbmUudjEuQ3JlYXRlVGhyZWFkQ29udGV4dFJlcXVlc3QaLS5hc3RyYS5tYWNoaW5lLnYxLkNyZWF0ZVRocmVhZENvbnRleHRSZXNwb25zZRJuChBHZXRUaHJlYWRDb250ZXh0EikuYXN0cmEubWFjaGluZS52MS5HZXRUaHJlYWRDb250ZXh0UmVxdWVzdBoqLmFzdHJhLm1hY2hpbmUudjEuR2V0VGhyZWFkQ29udGV4dFJlc3BvbnNlIgOQAgESaQoQU2V0VGhyZWFkQ29udGV4dBIpLmFzdHJhLm1hY2hpbmUudjEuU2V0VGhyZWFkQ29udGV4dFJlcXVlc3QaKi5hc3RyYS5tYWNoaW5lLnYxLlNldFRocmVhZENvbnRleHRSZXNwb25zZRJyChNEZWxldGVUaHJlYWRDb250ZXh0EiwuYXN0cmEubWFjaGluZS52MS5EZWxldGVUaHJlYWRDb250ZXh0UmVxdWVzdBotLmFzdHJhLm1hY2hpbmUudjEuRGVsZXRlVGhyZWFkQ29udGV4dFJlc3BvbnNlElQKCVJ1blRocmVhZBIiLmFzdHJhLm1hY2hpbmUudjEuUnVuVGhyZWFkUmVxdWVzdBojLmFzdHJhLm1hY2hpbmUudjEuUnVuVGhyZWFkUmVzcG9uc2USbAoRU2V0UGFydGl0aW9uVGFibGUSKi5hc3RyYS5tYWNoaW5lLnYxLlNldFBhcnRpdGlvblRhYmxlUmVxdWVzdBorLmFzdHJhLm1hY2hpbmUudjEuU2V0UGFydGl0aW9uVGFibGVSZXNwb25zZRJgCg1JbnZhbGlkYXRlVGxiEiYuYXN0cmEubWFjaGluZS52MS5JbnZhbGlkYXRlVGxiUmVxdWVzdBonLmFzdHJhLm1hY2hpbmUudjEuSW52YWxpZGF0ZVRsYlJlc3BvbnNlEl0KDFdyaXRlQ29uc29sZRIlLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVDb25zb2xlUmVxdWVzdBomLmFzdHJhLm1hY2hpbmUudjEuV3JpdGVDb25zb2xlUmVzcG9uc2USYgoNQ29uc29sZU91dHB1dBImLmFzdHJhLm1hY2hpbmUudjEuQ29uc29sZU91dHB1dFJlcXVlc3QaJy5hc3RyYS5tYWNoaW5lLnYxLkNvbnNvbGVPdXRwdXRSZXNwb25zZTABEmwKEVdyaXRlQ29uc29sZUlucHV0EiouYXN0cmEubWFjaGluZS52MS5Xcml0ZUNvbnNvbGVJbnB1dFJlcXVlc3QaKy5hc3RyYS5tYWNoaW5lLnYxLldyaXRlQ29uc29sZUlucHV0UmVzcG9uc2USWQoJTGlzdERpc2tzEiIuYXN0cmEubWFjaGluZS52MS5MaXN0RGlza3NSZXF1ZXN0GiMuYXN0cmEubWFjaGluZS52MS5MaXN0RGlza3NSZXNwb25zZSIDkAIBElcKCkF0dGFjaERpc2sSIy5hc3RyYS5tYWNoaW5lLnYxLkF0dGFjaERpc2tSZXF1ZXN0GiQuYXN0cmEubWFjaGluZS52MS5BdHRhY2hEaXNrUmVzcG9uc2USVwoKRGV0YWNoRGlzaxIjLmFzdHJhLm1hY2hpbmUudjEuRGV0YWNoRGlza1JlcXVlc3QaJC5hc3RyYS5tYWNoaW5lLnYxLkRldGFjaERpc2tSZXNwb25zZRJRCghQb3dlckN1dBIhLmFzdHJhLm1hY2hpbmUudjEuUG93ZXJDdXRSZXF1ZXN0GiIuYXN0cmEubWFjaGluZS52MS5Qb3dlckN1dFJlc3BvbnNlEloKC0luamVjdEZhdWx0EiQuYXN0cmEubWFjaGluZS52MS5JbmplY3RGYXVsdFJlcXVlc3QaJS5hc3RyYS5tYWNoaW5lLnYxLkluamVjdEZhdWx0UmVzcG9uc2USWgoLQ2xlYXJGYXVsdHMSJC5hc3RyYS5tYWNoaW5lLnYxLkNsZWFyRmF1bHRzUmVxdWVzdBolLmFzdHJhLm1hY2hpbmUudjEuQ2xlYXJGYXVsdHNSZXNwb25zZWIGcHJvdG8z", [file_astra_machine_v1_cpu, file_astra_machine_v1_devices]);
 
 /**
  * @generated from message astra.machine.v1.GetInfoRequest
@@ -430,6 +430,12 @@ export type DeviceAccess = Message<"astra.machine.v1.DeviceAccess"> & {
      */
     value: MmioWrite;
     case: "writeMmio";
+  } | {
+    /**
+     * @generated from field: astra.machine.v1.PhysicalFill fill_physical = 5;
+     */
+    value: PhysicalFill;
+    case: "fillPhysical";
   } | { case: undefined; value?: undefined };
 };
 
@@ -489,6 +495,37 @@ export const PhysicalWriteSchema: GenMessage<PhysicalWrite> = /*@__PURE__*/
   messageDesc(file_astra_machine_v1_machine, 17);
 
 /**
+ * PhysicalFill sets guest physical memory to one byte value, as FillPhysical does.
+ *
+ * @generated from message astra.machine.v1.PhysicalFill
+ */
+export type PhysicalFill = Message<"astra.machine.v1.PhysicalFill"> & {
+  /**
+   * @generated from field: uint64 address = 1;
+   */
+  address: bigint;
+
+  /**
+   * @generated from field: uint64 length = 2;
+   */
+  length: bigint;
+
+  /**
+   * 0..255.
+   *
+   * @generated from field: uint32 value = 3;
+   */
+  value: number;
+};
+
+/**
+ * Describes the message astra.machine.v1.PhysicalFill.
+ * Use `create(PhysicalFillSchema)` to create a new message.
+ */
+export const PhysicalFillSchema: GenMessage<PhysicalFill> = /*@__PURE__*/
+  messageDesc(file_astra_machine_v1_machine, 18);
+
+/**
  * MmioRead reads a device register, as ReadMmio does.
  *
  * @generated from message astra.machine.v1.MmioRead
@@ -512,7 +549,7 @@ export type MmioRead = Message<"astra.machine.v1.MmioRead"> & {
  * Use `create(MmioReadSchema)` to create a new message.
  */
 export const MmioReadSchema: GenMessage<MmioRead> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 18);
+  messageDesc(file_astra_machine_v1_machine, 19);
 
 /**
  * MmioWrite writes a device register, as WriteMmio does.
@@ -543,7 +580,7 @@ export type MmioWrite = Message<"astra.machine.v1.MmioWrite"> & {
  * Use `create(MmioWriteSchema)` to create a new message.
  */
 export const MmioWriteSchema: GenMessage<MmioWrite> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 19);
+  messageDesc(file_astra_machine_v1_machine, 20);
 
 /**
  * @generated from message astra.machine.v1.AccessDevicesResponse
@@ -562,11 +599,11 @@ export type AccessDevicesResponse = Message<"astra.machine.v1.AccessDevicesRespo
  * Use `create(AccessDevicesResponseSchema)` to create a new message.
  */
 export const AccessDevicesResponseSchema: GenMessage<AccessDevicesResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 20);
+  messageDesc(file_astra_machine_v1_machine, 21);
 
 /**
  * DeviceAccessResult answers one access: the bytes of a physical read, the value of an MMIO read,
- * nothing for a write.
+ * nothing for a write or a fill.
  *
  * @generated from message astra.machine.v1.DeviceAccessResult
  */
@@ -594,7 +631,7 @@ export type DeviceAccessResult = Message<"astra.machine.v1.DeviceAccessResult"> 
  * Use `create(DeviceAccessResultSchema)` to create a new message.
  */
 export const DeviceAccessResultSchema: GenMessage<DeviceAccessResult> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 21);
+  messageDesc(file_astra_machine_v1_machine, 22);
 
 /**
  * @generated from message astra.machine.v1.ReadVirtualRequest
@@ -623,7 +660,7 @@ export type ReadVirtualRequest = Message<"astra.machine.v1.ReadVirtualRequest"> 
  * Use `create(ReadVirtualRequestSchema)` to create a new message.
  */
 export const ReadVirtualRequestSchema: GenMessage<ReadVirtualRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 22);
+  messageDesc(file_astra_machine_v1_machine, 23);
 
 /**
  * @generated from message astra.machine.v1.ReadVirtualResponse
@@ -640,7 +677,7 @@ export type ReadVirtualResponse = Message<"astra.machine.v1.ReadVirtualResponse"
  * Use `create(ReadVirtualResponseSchema)` to create a new message.
  */
 export const ReadVirtualResponseSchema: GenMessage<ReadVirtualResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 23);
+  messageDesc(file_astra_machine_v1_machine, 24);
 
 /**
  * @generated from message astra.machine.v1.WriteVirtualRequest
@@ -667,7 +704,7 @@ export type WriteVirtualRequest = Message<"astra.machine.v1.WriteVirtualRequest"
  * Use `create(WriteVirtualRequestSchema)` to create a new message.
  */
 export const WriteVirtualRequestSchema: GenMessage<WriteVirtualRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 24);
+  messageDesc(file_astra_machine_v1_machine, 25);
 
 /**
  * @generated from message astra.machine.v1.WriteVirtualResponse
@@ -680,7 +717,7 @@ export type WriteVirtualResponse = Message<"astra.machine.v1.WriteVirtualRespons
  * Use `create(WriteVirtualResponseSchema)` to create a new message.
  */
 export const WriteVirtualResponseSchema: GenMessage<WriteVirtualResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 25);
+  messageDesc(file_astra_machine_v1_machine, 26);
 
 /**
  * @generated from message astra.machine.v1.ListCpusRequest
@@ -693,7 +730,7 @@ export type ListCpusRequest = Message<"astra.machine.v1.ListCpusRequest"> & {
  * Use `create(ListCpusRequestSchema)` to create a new message.
  */
 export const ListCpusRequestSchema: GenMessage<ListCpusRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 26);
+  messageDesc(file_astra_machine_v1_machine, 27);
 
 /**
  * @generated from message astra.machine.v1.ListCpusResponse
@@ -710,7 +747,7 @@ export type ListCpusResponse = Message<"astra.machine.v1.ListCpusResponse"> & {
  * Use `create(ListCpusResponseSchema)` to create a new message.
  */
 export const ListCpusResponseSchema: GenMessage<ListCpusResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 27);
+  messageDesc(file_astra_machine_v1_machine, 28);
 
 /**
  * @generated from message astra.machine.v1.GetCpuStateRequest
@@ -727,7 +764,7 @@ export type GetCpuStateRequest = Message<"astra.machine.v1.GetCpuStateRequest"> 
  * Use `create(GetCpuStateRequestSchema)` to create a new message.
  */
 export const GetCpuStateRequestSchema: GenMessage<GetCpuStateRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 28);
+  messageDesc(file_astra_machine_v1_machine, 29);
 
 /**
  * @generated from message astra.machine.v1.GetCpuStateResponse
@@ -749,7 +786,7 @@ export type GetCpuStateResponse = Message<"astra.machine.v1.GetCpuStateResponse"
  * Use `create(GetCpuStateResponseSchema)` to create a new message.
  */
 export const GetCpuStateResponseSchema: GenMessage<GetCpuStateResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 29);
+  messageDesc(file_astra_machine_v1_machine, 30);
 
 /**
  * @generated from message astra.machine.v1.SetCpuStateRequest
@@ -771,7 +808,7 @@ export type SetCpuStateRequest = Message<"astra.machine.v1.SetCpuStateRequest"> 
  * Use `create(SetCpuStateRequestSchema)` to create a new message.
  */
 export const SetCpuStateRequestSchema: GenMessage<SetCpuStateRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 30);
+  messageDesc(file_astra_machine_v1_machine, 31);
 
 /**
  * @generated from message astra.machine.v1.SetCpuStateResponse
@@ -784,7 +821,7 @@ export type SetCpuStateResponse = Message<"astra.machine.v1.SetCpuStateResponse"
  * Use `create(SetCpuStateResponseSchema)` to create a new message.
  */
 export const SetCpuStateResponseSchema: GenMessage<SetCpuStateResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 31);
+  messageDesc(file_astra_machine_v1_machine, 32);
 
 /**
  * @generated from message astra.machine.v1.StartCpuRequest
@@ -801,7 +838,7 @@ export type StartCpuRequest = Message<"astra.machine.v1.StartCpuRequest"> & {
  * Use `create(StartCpuRequestSchema)` to create a new message.
  */
 export const StartCpuRequestSchema: GenMessage<StartCpuRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 32);
+  messageDesc(file_astra_machine_v1_machine, 33);
 
 /**
  * @generated from message astra.machine.v1.StartCpuResponse
@@ -818,7 +855,7 @@ export type StartCpuResponse = Message<"astra.machine.v1.StartCpuResponse"> & {
  * Use `create(StartCpuResponseSchema)` to create a new message.
  */
 export const StartCpuResponseSchema: GenMessage<StartCpuResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 33);
+  messageDesc(file_astra_machine_v1_machine, 34);
 
 /**
  * @generated from message astra.machine.v1.StopCpuRequest
@@ -835,7 +872,7 @@ export type StopCpuRequest = Message<"astra.machine.v1.StopCpuRequest"> & {
  * Use `create(StopCpuRequestSchema)` to create a new message.
  */
 export const StopCpuRequestSchema: GenMessage<StopCpuRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 34);
+  messageDesc(file_astra_machine_v1_machine, 35);
 
 /**
  * @generated from message astra.machine.v1.StopCpuResponse
@@ -852,7 +889,7 @@ export type StopCpuResponse = Message<"astra.machine.v1.StopCpuResponse"> & {
  * Use `create(StopCpuResponseSchema)` to create a new message.
  */
 export const StopCpuResponseSchema: GenMessage<StopCpuResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 35);
+  messageDesc(file_astra_machine_v1_machine, 36);
 
 /**
  * @generated from message astra.machine.v1.CreateThreadContextRequest
@@ -876,7 +913,7 @@ export type CreateThreadContextRequest = Message<"astra.machine.v1.CreateThreadC
  * Use `create(CreateThreadContextRequestSchema)` to create a new message.
  */
 export const CreateThreadContextRequestSchema: GenMessage<CreateThreadContextRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 36);
+  messageDesc(file_astra_machine_v1_machine, 37);
 
 /**
  * @generated from message astra.machine.v1.CreateThreadContextResponse
@@ -889,7 +926,7 @@ export type CreateThreadContextResponse = Message<"astra.machine.v1.CreateThread
  * Use `create(CreateThreadContextResponseSchema)` to create a new message.
  */
 export const CreateThreadContextResponseSchema: GenMessage<CreateThreadContextResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 37);
+  messageDesc(file_astra_machine_v1_machine, 38);
 
 /**
  * @generated from message astra.machine.v1.GetThreadContextRequest
@@ -906,7 +943,7 @@ export type GetThreadContextRequest = Message<"astra.machine.v1.GetThreadContext
  * Use `create(GetThreadContextRequestSchema)` to create a new message.
  */
 export const GetThreadContextRequestSchema: GenMessage<GetThreadContextRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 38);
+  messageDesc(file_astra_machine_v1_machine, 39);
 
 /**
  * @generated from message astra.machine.v1.GetThreadContextResponse
@@ -930,7 +967,7 @@ export type GetThreadContextResponse = Message<"astra.machine.v1.GetThreadContex
  * Use `create(GetThreadContextResponseSchema)` to create a new message.
  */
 export const GetThreadContextResponseSchema: GenMessage<GetThreadContextResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 39);
+  messageDesc(file_astra_machine_v1_machine, 40);
 
 /**
  * @generated from message astra.machine.v1.SetThreadContextRequest
@@ -966,7 +1003,7 @@ export type SetThreadContextRequest = Message<"astra.machine.v1.SetThreadContext
  * Use `create(SetThreadContextRequestSchema)` to create a new message.
  */
 export const SetThreadContextRequestSchema: GenMessage<SetThreadContextRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 40);
+  messageDesc(file_astra_machine_v1_machine, 41);
 
 /**
  * @generated from message astra.machine.v1.SetThreadContextResponse
@@ -979,7 +1016,7 @@ export type SetThreadContextResponse = Message<"astra.machine.v1.SetThreadContex
  * Use `create(SetThreadContextResponseSchema)` to create a new message.
  */
 export const SetThreadContextResponseSchema: GenMessage<SetThreadContextResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 41);
+  messageDesc(file_astra_machine_v1_machine, 42);
 
 /**
  * @generated from message astra.machine.v1.DeleteThreadContextRequest
@@ -996,7 +1033,7 @@ export type DeleteThreadContextRequest = Message<"astra.machine.v1.DeleteThreadC
  * Use `create(DeleteThreadContextRequestSchema)` to create a new message.
  */
 export const DeleteThreadContextRequestSchema: GenMessage<DeleteThreadContextRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 42);
+  messageDesc(file_astra_machine_v1_machine, 43);
 
 /**
  * @generated from message astra.machine.v1.DeleteThreadContextResponse
@@ -1009,7 +1046,7 @@ export type DeleteThreadContextResponse = Message<"astra.machine.v1.DeleteThread
  * Use `create(DeleteThreadContextResponseSchema)` to create a new message.
  */
 export const DeleteThreadContextResponseSchema: GenMessage<DeleteThreadContextResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 43);
+  messageDesc(file_astra_machine_v1_machine, 44);
 
 /**
  * @generated from message astra.machine.v1.RunThreadRequest
@@ -1031,7 +1068,7 @@ export type RunThreadRequest = Message<"astra.machine.v1.RunThreadRequest"> & {
  * Use `create(RunThreadRequestSchema)` to create a new message.
  */
 export const RunThreadRequestSchema: GenMessage<RunThreadRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 44);
+  messageDesc(file_astra_machine_v1_machine, 45);
 
 /**
  * @generated from message astra.machine.v1.RunThreadResponse
@@ -1044,7 +1081,7 @@ export type RunThreadResponse = Message<"astra.machine.v1.RunThreadResponse"> & 
  * Use `create(RunThreadResponseSchema)` to create a new message.
  */
 export const RunThreadResponseSchema: GenMessage<RunThreadResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 45);
+  messageDesc(file_astra_machine_v1_machine, 46);
 
 /**
  * @generated from message astra.machine.v1.SetPartitionTableRequest
@@ -1070,7 +1107,7 @@ export type SetPartitionTableRequest = Message<"astra.machine.v1.SetPartitionTab
  * Use `create(SetPartitionTableRequestSchema)` to create a new message.
  */
 export const SetPartitionTableRequestSchema: GenMessage<SetPartitionTableRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 46);
+  messageDesc(file_astra_machine_v1_machine, 47);
 
 /**
  * @generated from message astra.machine.v1.SetPartitionTableResponse
@@ -1089,7 +1126,7 @@ export type SetPartitionTableResponse = Message<"astra.machine.v1.SetPartitionTa
  * Use `create(SetPartitionTableResponseSchema)` to create a new message.
  */
 export const SetPartitionTableResponseSchema: GenMessage<SetPartitionTableResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 47);
+  messageDesc(file_astra_machine_v1_machine, 48);
 
 /**
  * @generated from message astra.machine.v1.InvalidateTlbRequest
@@ -1130,7 +1167,7 @@ export type InvalidateTlbRequest = Message<"astra.machine.v1.InvalidateTlbReques
  * Use `create(InvalidateTlbRequestSchema)` to create a new message.
  */
 export const InvalidateTlbRequestSchema: GenMessage<InvalidateTlbRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 48);
+  messageDesc(file_astra_machine_v1_machine, 49);
 
 /**
  * @generated from message astra.machine.v1.InvalidateTlbResponse
@@ -1147,7 +1184,7 @@ export type InvalidateTlbResponse = Message<"astra.machine.v1.InvalidateTlbRespo
  * Use `create(InvalidateTlbResponseSchema)` to create a new message.
  */
 export const InvalidateTlbResponseSchema: GenMessage<InvalidateTlbResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 49);
+  messageDesc(file_astra_machine_v1_machine, 50);
 
 /**
  * @generated from message astra.machine.v1.WriteConsoleRequest
@@ -1164,7 +1201,7 @@ export type WriteConsoleRequest = Message<"astra.machine.v1.WriteConsoleRequest"
  * Use `create(WriteConsoleRequestSchema)` to create a new message.
  */
 export const WriteConsoleRequestSchema: GenMessage<WriteConsoleRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 50);
+  messageDesc(file_astra_machine_v1_machine, 51);
 
 /**
  * @generated from message astra.machine.v1.WriteConsoleResponse
@@ -1177,7 +1214,7 @@ export type WriteConsoleResponse = Message<"astra.machine.v1.WriteConsoleRespons
  * Use `create(WriteConsoleResponseSchema)` to create a new message.
  */
 export const WriteConsoleResponseSchema: GenMessage<WriteConsoleResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 51);
+  messageDesc(file_astra_machine_v1_machine, 52);
 
 /**
  * @generated from message astra.machine.v1.ConsoleOutputRequest
@@ -1197,7 +1234,7 @@ export type ConsoleOutputRequest = Message<"astra.machine.v1.ConsoleOutputReques
  * Use `create(ConsoleOutputRequestSchema)` to create a new message.
  */
 export const ConsoleOutputRequestSchema: GenMessage<ConsoleOutputRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 52);
+  messageDesc(file_astra_machine_v1_machine, 53);
 
 /**
  * @generated from message astra.machine.v1.ConsoleOutputResponse
@@ -1221,7 +1258,7 @@ export type ConsoleOutputResponse = Message<"astra.machine.v1.ConsoleOutputRespo
  * Use `create(ConsoleOutputResponseSchema)` to create a new message.
  */
 export const ConsoleOutputResponseSchema: GenMessage<ConsoleOutputResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 53);
+  messageDesc(file_astra_machine_v1_machine, 54);
 
 /**
  * @generated from message astra.machine.v1.WriteConsoleInputRequest
@@ -1238,7 +1275,7 @@ export type WriteConsoleInputRequest = Message<"astra.machine.v1.WriteConsoleInp
  * Use `create(WriteConsoleInputRequestSchema)` to create a new message.
  */
 export const WriteConsoleInputRequestSchema: GenMessage<WriteConsoleInputRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 54);
+  messageDesc(file_astra_machine_v1_machine, 55);
 
 /**
  * @generated from message astra.machine.v1.WriteConsoleInputResponse
@@ -1257,7 +1294,7 @@ export type WriteConsoleInputResponse = Message<"astra.machine.v1.WriteConsoleIn
  * Use `create(WriteConsoleInputResponseSchema)` to create a new message.
  */
 export const WriteConsoleInputResponseSchema: GenMessage<WriteConsoleInputResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 55);
+  messageDesc(file_astra_machine_v1_machine, 56);
 
 /**
  * @generated from message astra.machine.v1.ListDisksRequest
@@ -1270,7 +1307,7 @@ export type ListDisksRequest = Message<"astra.machine.v1.ListDisksRequest"> & {
  * Use `create(ListDisksRequestSchema)` to create a new message.
  */
 export const ListDisksRequestSchema: GenMessage<ListDisksRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 56);
+  messageDesc(file_astra_machine_v1_machine, 57);
 
 /**
  * @generated from message astra.machine.v1.ListDisksResponse
@@ -1287,7 +1324,7 @@ export type ListDisksResponse = Message<"astra.machine.v1.ListDisksResponse"> & 
  * Use `create(ListDisksResponseSchema)` to create a new message.
  */
 export const ListDisksResponseSchema: GenMessage<ListDisksResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 57);
+  messageDesc(file_astra_machine_v1_machine, 58);
 
 /**
  * @generated from message astra.machine.v1.AttachDiskRequest
@@ -1328,7 +1365,7 @@ export type AttachDiskRequest = Message<"astra.machine.v1.AttachDiskRequest"> & 
  * Use `create(AttachDiskRequestSchema)` to create a new message.
  */
 export const AttachDiskRequestSchema: GenMessage<AttachDiskRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 58);
+  messageDesc(file_astra_machine_v1_machine, 59);
 
 /**
  * @generated from message astra.machine.v1.AttachDiskResponse
@@ -1345,7 +1382,7 @@ export type AttachDiskResponse = Message<"astra.machine.v1.AttachDiskResponse"> 
  * Use `create(AttachDiskResponseSchema)` to create a new message.
  */
 export const AttachDiskResponseSchema: GenMessage<AttachDiskResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 59);
+  messageDesc(file_astra_machine_v1_machine, 60);
 
 /**
  * @generated from message astra.machine.v1.DetachDiskRequest
@@ -1370,7 +1407,7 @@ export type DetachDiskRequest = Message<"astra.machine.v1.DetachDiskRequest"> & 
  * Use `create(DetachDiskRequestSchema)` to create a new message.
  */
 export const DetachDiskRequestSchema: GenMessage<DetachDiskRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 60);
+  messageDesc(file_astra_machine_v1_machine, 61);
 
 /**
  * @generated from message astra.machine.v1.DetachDiskResponse
@@ -1394,7 +1431,7 @@ export type DetachDiskResponse = Message<"astra.machine.v1.DetachDiskResponse"> 
  * Use `create(DetachDiskResponseSchema)` to create a new message.
  */
 export const DetachDiskResponseSchema: GenMessage<DetachDiskResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 61);
+  messageDesc(file_astra_machine_v1_machine, 62);
 
 /**
  * @generated from message astra.machine.v1.PowerCutRequest
@@ -1441,7 +1478,7 @@ export type PowerCutRequest = Message<"astra.machine.v1.PowerCutRequest"> & {
  * Use `create(PowerCutRequestSchema)` to create a new message.
  */
 export const PowerCutRequestSchema: GenMessage<PowerCutRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 62);
+  messageDesc(file_astra_machine_v1_machine, 63);
 
 /**
  * @generated from message astra.machine.v1.PowerCutResponse
@@ -1489,7 +1526,7 @@ export type PowerCutResponse = Message<"astra.machine.v1.PowerCutResponse"> & {
  * Use `create(PowerCutResponseSchema)` to create a new message.
  */
 export const PowerCutResponseSchema: GenMessage<PowerCutResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 63);
+  messageDesc(file_astra_machine_v1_machine, 64);
 
 /**
  * DiskPowerCut is what a power cut did to one disk.
@@ -1542,7 +1579,7 @@ export type DiskPowerCut = Message<"astra.machine.v1.DiskPowerCut"> & {
  * Use `create(DiskPowerCutSchema)` to create a new message.
  */
 export const DiskPowerCutSchema: GenMessage<DiskPowerCut> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 64);
+  messageDesc(file_astra_machine_v1_machine, 65);
 
 /**
  * @generated from message astra.machine.v1.InjectFaultRequest
@@ -1586,7 +1623,7 @@ export type InjectFaultRequest = Message<"astra.machine.v1.InjectFaultRequest"> 
  * Use `create(InjectFaultRequestSchema)` to create a new message.
  */
 export const InjectFaultRequestSchema: GenMessage<InjectFaultRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 65);
+  messageDesc(file_astra_machine_v1_machine, 66);
 
 /**
  * @generated from message astra.machine.v1.InjectFaultResponse
@@ -1607,7 +1644,7 @@ export type InjectFaultResponse = Message<"astra.machine.v1.InjectFaultResponse"
  * Use `create(InjectFaultResponseSchema)` to create a new message.
  */
 export const InjectFaultResponseSchema: GenMessage<InjectFaultResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 66);
+  messageDesc(file_astra_machine_v1_machine, 67);
 
 /**
  * @generated from message astra.machine.v1.ClearFaultsRequest
@@ -1634,7 +1671,7 @@ export type ClearFaultsRequest = Message<"astra.machine.v1.ClearFaultsRequest"> 
  * Use `create(ClearFaultsRequestSchema)` to create a new message.
  */
 export const ClearFaultsRequestSchema: GenMessage<ClearFaultsRequest> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 67);
+  messageDesc(file_astra_machine_v1_machine, 68);
 
 /**
  * @generated from message astra.machine.v1.ClearFaultsResponse
@@ -1651,7 +1688,7 @@ export type ClearFaultsResponse = Message<"astra.machine.v1.ClearFaultsResponse"
  * Use `create(ClearFaultsResponseSchema)` to create a new message.
  */
 export const ClearFaultsResponseSchema: GenMessage<ClearFaultsResponse> = /*@__PURE__*/
-  messageDesc(file_astra_machine_v1_machine, 68);
+  messageDesc(file_astra_machine_v1_machine, 69);
 
 /**
  * TlbScope is how much of the software TLB an invalidation drops.
@@ -1784,15 +1821,17 @@ export const MachineService: GenService<{
     output: typeof WriteMmioResponseSchema;
   },
   /**
-   * Several device accesses in one call, made in order as a CPU issues them: reads and writes of
-   * guest physical memory and of device registers (a submission entry, then its doorbell; the
-   * data of finished commands, then the completion doorbell). Each access answers at its index in
+   * Several device accesses in one call, made in order as a CPU issues them: reads, writes and
+   * fills of guest physical memory and reads and writes of device registers (a submission entry,
+   * then its doorbell; the data of finished commands, then the completion doorbell; a page's
+   * contents, then the page-table entry that maps it). Each access answers at its index in
    * `results`. Every access is checked as its own RPC checks it (EINVAL for a bad width, an
    * unaligned register or a value too wide), and all of them before the first is made, so a
    * malformed batch changes nothing. An access that fails while it is made (EFAULT: a hole in
    * memory, no device at the address) stops the batch there: the accesses before it have happened,
    * none after it has, and the error names it (`accesses[i]`, fact `access_index`). At most 4096
-   * accesses, 8 MiB read and 8 MiB written per call (E2BIG beyond).
+   * accesses, 8 MiB read and 8 MiB written per call (E2BIG beyond; a fill sends no bytes and
+   * counts for none).
    *
    * @generated from rpc astra.machine.v1.MachineService.AccessDevices
    */
