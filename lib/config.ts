@@ -25,6 +25,13 @@ export const DEFAULT_PORTS: Record<ServiceName, number> = {
 /** Largest message either transport accepts in either direction. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
+/**
+ * Microseconds a service process keeps a CPU awake after each gRPC message (lib/busy_poll.ts); 0
+ * turns busy polling off.
+ */
+export const BUSY_POLL_VAR = "ASTRA_BUSY_POLL_US";
+export const DEFAULT_BUSY_POLL_MICROS = 200;
+
 /** Set by the supervisor in its children's environment: the process whose death ends them. */
 export const SUPERVISOR_PID_VAR = "ASTRA_SUPERVISOR_PID";
 
@@ -83,7 +90,8 @@ export function servicePermissions(
   dataDir: string,
   extraReadWrite: readonly string[] = [],
 ): string[] {
-  const perms = ["--allow-net", "--allow-env", "--allow-sys=hostname,osRelease,cpus,uid,gid"];
+  // setPriority: the busy-polling thread takes the lowest priority.
+  const perms = ["--allow-net", "--allow-env", "--allow-sys=hostname,osRelease,cpus,uid,gid,setPriority"];
   const own = [...(name === "machine" || name === "storage" ? [dataDir] : []), ...extraReadWrite];
   perms.push(own.length ? `--allow-read=${repoDir},${own.join(",")}` : `--allow-read=${repoDir}`);
   if (own.length) perms.push(`--allow-write=${own.join(",")}`);

@@ -2,12 +2,15 @@
 // of them as a standalone gRPC server whose peers are remote (process mode, containers).
 import {
   BOOT_ORDER,
+  BUSY_POLL_VAR,
+  DEFAULT_BUSY_POLL_MICROS,
   DEFAULT_PORTS,
   peerEnvVar,
   readEnv,
   type ServiceName,
   SUPERVISOR_PID_VAR,
 } from "./config.ts";
+import { startBusyPoll } from "./busy_poll.ts";
 import { AstraError, Code } from "./errors.ts";
 import { GrpcServer, GrpcTransport } from "./grpc.ts";
 import { InProcessRouter } from "./inproc.ts";
@@ -208,6 +211,11 @@ export async function runServiceMain(
   }
   const { systemConfigFrom } = await import("./config.ts");
   const config = systemConfigFrom(values as Record<string, string | undefined>);
+  const busyPoll = Number(readEnv(BUSY_POLL_VAR) ?? DEFAULT_BUSY_POLL_MICROS);
+  if (!Number.isFinite(busyPoll) || busyPoll < 0) {
+    throw new Error(`${BUSY_POLL_VAR} takes microseconds (0: off), not ${readEnv(BUSY_POLL_VAR)}`);
+  }
+  startBusyPoll(busyPoll);
   await serveStandalone(
     name,
     factory,

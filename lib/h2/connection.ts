@@ -3,6 +3,7 @@
 // receives is handed to per-stream event handlers synchronously, as views into the read buffer;
 // what it sends is gathered into one buffer and written once per turn of the event loop.
 import { type HeaderList, HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
+import { busyPollTouch } from "../busy_poll.ts";
 import {
   CONNECTION_PREFACE,
   DEFAULT_SETTINGS,
@@ -430,6 +431,7 @@ export class H2Connection {
     try {
       while (this.#writer.length && !this.#closed) {
         const bytes = this.#writer.take();
+        busyPollTouch();
         for (let off = 0; off < bytes.length;) off += await this.#conn.write(bytes.subarray(off));
         if (this.#drainWaiters.length) this.#wakeWriters();
       }
@@ -445,6 +447,7 @@ export class H2Connection {
       while (!this.#closed) {
         const n = await this.#conn.read(this.#reader.writable());
         if (n === null) break;
+        busyPollTouch();
         this.#reader.received(n, this.#onFrame);
       }
       this.#terminate(undefined, "the peer closed the connection");
