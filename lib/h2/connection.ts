@@ -48,6 +48,11 @@ export interface ConnectionOptions {
   maxHeaderListSize?: number;
   /** Streams the peer may have open at once (our MAX_CONCURRENT_STREAMS); more are refused. */
   maxConcurrentStreams?: number;
+  /**
+   * How long the peer has for its preface and SETTINGS before the connection is closed (default
+   * 10 s): a peer that connects and says nothing must not hold a connection forever.
+   */
+  handshakeTimeoutMs?: number;
 }
 
 /** Our SETTINGS: large windows and frames, because both ends are usually on one host. */
@@ -56,6 +61,7 @@ const DEFAULT_STREAM_WINDOW = 8 << 20;
 const CONNECTION_WINDOW = 64 << 20;
 const DEFAULT_MAX_HEADER_LIST_SIZE = 64 * 1024;
 const DEFAULT_MAX_CONCURRENT_STREAMS = 4096;
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 /**
  * Streams a client may reset per second before the connection is closed: opening and cancelling
  * streams at once costs it nothing and the server a handler each (the "rapid reset" attack).
@@ -187,6 +193,14 @@ export class H2Connection {
     });
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
     this.settled = new Promise((resolve) => this.#resolveSettled = resolve);
+    const handshake = setTimeout(
+      () =>
+        this.#connectionError(
+          new Http2Error(ErrorCode.SETTINGS_TIMEOUT, "no SETTINGS from the peer in time"),
+        ),
+      opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    );
+    this.settled.then(() => clearTimeout(handshake));
     if (opts.role === "client") this.#writer.raw(CONNECTION_PREFACE);
     const settings: [number, number][] = [
       [SettingId.MAX_CONCURRENT_STREAMS, opts.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS],

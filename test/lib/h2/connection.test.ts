@@ -176,13 +176,14 @@ describe("HTTP/2 connection", () => {
 });
 
 /** A peer driven by hand: raw frames to our server, and the frames it answers with. */
-async function rawPeer() {
+async function rawPeer(handshakeTimeoutMs?: number) {
   let streams = 0;
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const server = (async () => {
     const conn = await listener.accept();
     return new H2Connection(conn, {
       role: "server",
+      handshakeTimeoutMs,
       onStream(stream) {
         streams++;
         stream.sendHeaders([[":status", "200"]], true);
@@ -343,6 +344,12 @@ describe("HTTP/2 server against a misbehaving peer", () => {
       }
     });
     expect(await peer.goaway()).toBe(ErrorCode.ENHANCE_YOUR_CALM);
+  });
+
+  it("closes a connection whose peer never sends its preface and SETTINGS", async () => {
+    const peer = await rawPeer(100);
+    expect(await peer.goaway()).toBe(ErrorCode.SETTINGS_TIMEOUT);
+    await peer.until(() => peer.closed || undefined);
   });
 
   it("closes on a connection that does not start with the preface", async () => {
