@@ -188,19 +188,13 @@ export class GrpcServer {
 
   /** Binds `address` ("host:port", "[::]:0", "unix:/path"); returns the address actually bound. */
   async listen(address: string): Promise<string> {
-    let listener: Deno.Listener;
-    if (address.startsWith("unix:")) {
-      const path = address.slice("unix:".length);
-      await removeStaleSocket(path);
-      listener = Deno.listen({ transport: "unix", path });
-    } else {
-      const { hostname, port } = parseHostPort(address);
-      listener = Deno.listen({ hostname, port });
-    }
+    const where = socketAddress(address);
+    if (where.transport === "unix") await removeStaleSocket(where.path);
+    const listener = where.transport === "unix" ? Deno.listen(where) : Deno.listen(where);
     this.#listener = listener;
     serversListening++;
     this.#accept(listener);
-    if (address.startsWith("unix:")) return address;
+    if (where.transport === "unix") return address;
     const host = address.slice(0, address.lastIndexOf(":"));
     return `${host}:${(listener.addr as Deno.NetAddr).port}`;
   }
@@ -505,8 +499,11 @@ async function removeStaleSocket(path: string): Promise<void> {
   }
 }
 
-/** "host:port", "[v6]:port" or "v6:port" as Deno's listen/connect options. */
-function parseHostPort(address: string): { hostname: string; port: number } {
+/** "unix:/path", "host:port", "[v6]:port" or "v6:port" as Deno's listen/connect options. */
+function socketAddress(
+  address: string,
+): { transport: "unix"; path: string } | { transport: "tcp"; hostname: string; port: number } {
+  if (address.startsWith("unix:")) return { transport: "unix", path: address.slice("unix:".length) };
   const colon = address.lastIndexOf(":");
   const port = Number(address.slice(colon + 1));
   let hostname = address.slice(0, colon);
@@ -514,7 +511,7 @@ function parseHostPort(address: string): { hostname: string; port: number } {
   if (colon <= 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
     throw bareStatus(Code.INVALID_ARGUMENT, `not an address: "${address}" (want host:port or unix:/path)`);
   }
-  return { hostname: hostname || "0.0.0.0", port };
+  return { transport: "tcp", hostname: hostname || "0.0.0.0", port };
 }
 
 /** "host:port" of a TCP peer, "unix:path" of a Unix socket's. */
@@ -584,10 +581,10 @@ export class GrpcTransport implements Transport {
   async #dial(): Promise<H2Connection> {
     let conn: Deno.Conn;
     try {
-      if (this.address.startsWith("unix:")) {
-        conn = await Deno.connect({ transport: "unix", path: this.address.slice("unix:".length) });
-      } else {
-        conn = await Deno.connect(parseHostPort(this.address));
+      const where = socketAddress(this.address);
+      if (where.transport === "unix") conn = await Deno.connect(where);
+      else {
+        conn = await Deno.connect(where);
         (conn as Deno.TcpConn).setNoDelay(true);
       }
     } catch (e) {

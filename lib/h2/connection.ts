@@ -171,7 +171,8 @@ export class H2Connection {
   /** A header block spread over HEADERS and CONTINUATION frames. */
   #continuation: { streamId: number; endStream: boolean; chunks: Uint8Array[]; bytes: number } | undefined;
   #flushScheduled = false;
-  #writing = false;
+  /** The write to the socket in progress, which also takes what gathers meanwhile. */
+  #writing: Promise<void> | undefined;
   #goawaySent = false;
   #goawayReceived = false;
   #closed = false;
@@ -425,11 +426,9 @@ export class H2Connection {
     if ((this.#goawaySent || this.#goawayReceived) && this.#streams.size === 0) this.#closeAfterFlush();
   }
 
+  /** Closes once the current operation is done; what is gathered still goes out (#terminate). */
   #closeAfterFlush(): void {
-    queueMicrotask(async () => {
-      while (this.#writing || this.#flushScheduled) await new Promise((r) => setTimeout(r, 1));
-      this.#terminate(undefined, "connection closed");
-    });
+    queueMicrotask(() => this.#terminate(undefined, "connection closed"));
   }
 
   #scheduleFlush(): void {
@@ -438,23 +437,27 @@ export class H2Connection {
     queueMicrotask(this.#flush);
   }
 
-  readonly #flush = async (): Promise<void> => {
+  readonly #flush = (): void => {
     this.#flushScheduled = false;
-    if (this.#writing || this.#closed) return;
-    this.#writing = true;
+    // With something to write, #writeOut reaches its first await before its `finally`.
+    if (this.#writing || this.#closed || this.#writer.length === 0) return;
+    this.#writing = this.#writeOut();
+  };
+
+  async #writeOut(): Promise<void> {
     try {
-      while (this.#writer.length && !this.#closed) {
+      do {
         const bytes = this.#writer.take();
         busyPollTouch();
         for (let off = 0; off < bytes.length;) off += await this.#conn.write(bytes.subarray(off));
         if (this.#drainWaiters.length) this.#wakeWriters();
-      }
+      } while (this.#writer.length && !this.#closed);
     } catch (e) {
       this.#terminate(e as Error, "the connection failed while writing");
     } finally {
-      this.#writing = false;
+      this.#writing = undefined;
     }
-  };
+  }
 
   async #readLoop(): Promise<void> {
     try {
@@ -487,7 +490,7 @@ export class H2Connection {
     (async () => {
       // The last words (GOAWAY) go out after the write in progress, if the socket still takes
       // them; failing to is no news.
-      while (this.#writing) await new Promise((r) => setTimeout(r, 0));
+      await this.#writing;
       if (this.#writer.length) {
         const pending = this.#writer.take();
         try {
