@@ -666,14 +666,16 @@ export class DiskImage {
   /** Writes the oldest `n` cached writes to the medium, in order, and drops them from the cache. */
   #writeBack(n: number): void {
     if (n === 0) return;
-    const done = this.#log.slice(this.#logHead, this.#logHead + n);
+    const log = this.#log;
+    const start = this.#logHead;
     this.#logHead += n;
     // The skipped entries go once they are most of the log: amortized constant time per write.
     if (this.#logHead > 1024 && this.#logHead * 2 > this.#log.length) {
       this.#log = this.#log.slice(this.#logHead);
       this.#logHead = 0;
     }
-    for (const write of done) {
+    for (let k = start; k < start + n; k++) {
+      const write = log[k];
       this.#medium.write(write.lba * this.lbaSize, write.data);
       this.#cachedBytes -= write.data.length;
       const blocks = write.data.length / this.lbaSize;
