@@ -9,7 +9,7 @@ import { AstraError, Code, Errno } from "./errors.ts";
 import { ErrorCode } from "./h2/frames.ts";
 import type { HeaderList } from "./h2/hpack.ts";
 
-export const DETAILS_KEY = "grpc-status-details-bin";
+const DETAILS_KEY = "grpc-status-details-bin";
 const ERROR_DETAIL_TYPE_URL = `type.googleapis.com/${ErrorDetailSchema.typeName}`;
 export const MESSAGE_PREFIX_BYTES = 5;
 
@@ -199,7 +199,7 @@ export function parseTimeout(value: string): number | undefined {
 }
 
 /** grpc-message: percent-encoding of everything outside printable ASCII, and of '%' (PROTOCOL-HTTP2.md). */
-export function percentEncode(text: string): string {
+function percentEncode(text: string): string {
   let plain = true;
   for (let i = 0; i < text.length && plain; i++) {
     const c = text.charCodeAt(i);
@@ -215,7 +215,7 @@ export function percentEncode(text: string): string {
   return out;
 }
 
-export function percentDecode(text: string): string {
+function percentDecode(text: string): string {
   if (!text.includes("%")) return text;
   const bytes: number[] = [];
   for (let i = 0; i < text.length; i++) {
@@ -229,7 +229,7 @@ export function percentDecode(text: string): string {
 }
 
 /** Binary metadata is base64; senders omit the padding, receivers take either form. */
-export function base64(bytes: Uint8Array): string {
+function base64(bytes: Uint8Array): string {
   let s = "";
   for (let i = 0; i < bytes.length; i += 0x8000) {
     s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
@@ -237,7 +237,7 @@ export function base64(bytes: Uint8Array): string {
   return btoa(s).replace(/=+$/, "");
 }
 
-export function unbase64(text: string): Uint8Array {
+function unbase64(text: string): Uint8Array {
   const padded = text + "===".slice((text.length + 3) % 4);
   return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
 }

@@ -3,7 +3,7 @@
 // encoders of the frames this implementation sends.
 
 export const CONNECTION_PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-export const FRAME_HEADER_BYTES = 9;
+const FRAME_HEADER_BYTES = 9;
 
 export const FrameType = {
   DATA: 0x0,
