@@ -10,11 +10,7 @@ import { AstraError, Code, Errno, invalidArgument } from "../../lib/errors.ts";
 import type { MmioBus, MmioWidth } from "./devices/mmio.ts";
 import { safeNumber } from "./machine.ts";
 import type { PhysicalMemory } from "./memory.ts";
-
-/** Accesses in one batch at most. */
-export const MAX_BATCH_ACCESSES = 4096;
-/** Bytes read, and bytes written, in one batch at most (a reply stays well inside a message). */
-export const MAX_BATCH_BYTES = 8 * 1024 * 1024;
+import { MAX_BATCH_ACCESSES, MAX_BATCH_BYTES } from "../../lib/access_devices.ts";
 
 type Checked =
   | { kind: "read-physical"; address: number; length: number }

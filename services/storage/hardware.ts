@@ -4,6 +4,7 @@
 // service runs on, in one process or over gRPC), and directly over the machine's device models in
 // this process (what the driver tests and the raw benchmark run on: the same register-level
 // models, without a transport in between).
+import { MAX_BATCH_ACCESSES, MAX_BATCH_BYTES } from "../../lib/access_devices.ts";
 import { Channel } from "../../lib/channel.ts";
 import { AstraError, Code, Errno, invalidArgument, resourceExhausted } from "../../lib/errors.ts";
 import { logger } from "../../lib/log.ts";
@@ -28,9 +29,6 @@ import { PhysicalMemory } from "../machine/memory.ts";
 export const PAGE_BYTES = 4096;
 /** The machine contract's limit for one ReadPhysical or WritePhysical. */
 export const MAX_PHYSICAL_TRANSFER = 16 * 1024 * 1024;
-/** The machine contract's limits for one AccessDevices call: accesses, and bytes each way. */
-export const MAX_BATCH_ACCESSES = 4096;
-export const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 
 const log = logger("storage");
 

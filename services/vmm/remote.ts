@@ -12,6 +12,7 @@
 // writes' call when no invalidation is pending), before the pending releases.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type DeviceAccessSchema, MachineService, TlbScope } from "../../gen/astra/machine/v1/machine_pb.ts";
+import { MAX_BATCH_ACCESSES, MAX_BATCH_BYTES } from "../../lib/access_devices.ts";
 import { AstraError, Code } from "../../lib/errors.ts";
 import type { Client } from "../../lib/rpc.ts";
 import type { GuestMemory } from "./aspace.ts";
@@ -20,9 +21,6 @@ import type { HptWriter } from "./hpt.ts";
 type Machine = Client<typeof MachineService>;
 type Access = MessageInitShape<typeof DeviceAccessSchema>;
 
-/** AccessDevices makes at most 4096 accesses, reads 8 MiB and writes 8 MiB per call. */
-const MAX_ACCESSES = 4096;
-const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 /** Beyond this many pages of one segment in one batch, one segment-wide invalidation is cheaper. */
 const PAGE_INVALIDATIONS_PER_SEGMENT = 16;
 const TIMEOUT_MS = 10_000;
@@ -281,7 +279,7 @@ export class TranslationBatch implements HptWriter {
       let end = start;
       let written = 0;
       let read = 0;
-      while (end < accesses.length && end - start < MAX_ACCESSES) {
+      while (end < accesses.length && end - start < MAX_BATCH_ACCESSES) {
         const transfer = transferOf(accesses[end]);
         if (written + transfer.written > MAX_BATCH_BYTES || read + transfer.read > MAX_BATCH_BYTES) break;
         written += transfer.written;
